@@ -1,0 +1,299 @@
+"""`forget`: exact machine unlearning for the GDPR right to be forgotten."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli import errors
+from cli.errors import reports_errors
+from forget.config import DEFAULT_DATABASE, TrainingSettings
+from forget.workspace import InitOptions, Workspace, init_workspace, locate_workspace, open_workspace
+from sisa.placement import PlacementMode
+from sisa.schedule import Schedule
+
+app = typer.Typer(
+    name="forget",
+    help="Exact machine unlearning (SISA) with a signed ledger, for the GDPR right to be forgotten.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+class State:
+    workspace_option: Path | None = None
+
+
+state = State()
+
+
+def workspace() -> Workspace:
+    return open_workspace(locate_workspace(state.workspace_option))
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+@app.callback()
+def main(
+    workspace_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace", "-w", help="Workspace folder (else $FORGET_WORKSPACE, else the current one)."
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks for errors.")] = False,
+) -> None:
+    state.workspace_option = workspace_dir
+    errors.verbose = verbose
+
+
+@app.command()
+@reports_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace (created if missing).")],
+    shards: Annotated[int, typer.Option(help="Number of shards (S).")] = 5,
+    slices: Annotated[int, typer.Option(help="Slices per shard (R).")] = 4,
+    model: Annotated[str, typer.Option(help="mlp, cnn, or module:callable returning an nn.Module.")] = "mlp",
+    epochs: Annotated[float, typer.Option(help="Each shard's training budget in epochs.")] = 10.0,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
+    schedule: Annotated[Schedule, typer.Option(help="How the epoch budget spreads over slices.")] = (
+        Schedule.BALANCED
+    ),
+    threads: Annotated[int, typer.Option(help="torch threads while training (fixed for determinism).")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Root seed (random when omitted; recorded).")] = None,
+    placement: Annotated[PlacementMode, typer.Option(help="subject: a subject's records share a shard.")] = (
+        PlacementMode.SUBJECT
+    ),
+    db: Annotated[str, typer.Option(help="SQLAlchemy database URL.")] = DEFAULT_DATABASE,
+    keys_from: Annotated[
+        Path | None, typer.Option(help="Reuse another workspace's keys (replays, equivalence checks).")
+    ] = None,
+) -> None:
+    """Create a workspace: forget.toml, keys (mode 0600), checkpoint store and database."""
+    if optimizer not in ("adam", "sgd"):
+        raise typer.BadParameter("use adam or sgd", param_hint="--optimizer")
+    ws = init_workspace(
+        directory,
+        InitOptions(
+            shards=shards,
+            slices=slices,
+            seed=seed,
+            database=db,
+            placement=placement,
+            training=TrainingSettings(model, epochs, batch_size, lr, optimizer, schedule, threads),
+            keys_from=keys_from,
+        ),
+    )
+    shape = f"{shards} shards x {slices} slices"
+    out.print(f"created workspace {ws.root} ({shape}, model {model}, seed {ws.config.seed})")
+
+
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a shape like 1,8,8", param_hint="--input-shape") from None
+    if not shape or min(shape) < 1:
+        raise typer.BadParameter(f"{text!r} is not a shape like 1,8,8", param_hint="--input-shape")
+    return shape
+
+
+@app.command()
+@reports_errors
+def ingest(
+    file: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet file.")],
+    subject_column: Annotated[str | None, typer.Option(help="Column naming the data subject.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the class label.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column with a stable record id (optional).")] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="Feature shape for image models, e.g. 1,8,8.")
+    ] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="Use this reviewed [schema] (TOML) instead of inferring.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Pseudonymise, encode and place the file's records; nothing is written if any row is bad."""
+    from forget.ingest import ColumnChoice, ingest_file
+
+    ws = workspace()
+    result = ingest_file(
+        ws, file, ColumnChoice(subject_column, label_column, id_column, _parse_shape(input_shape)), schema
+    )
+    if as_json:
+        emit_json({**result.__dict__, "shards_touched": list(result.shards_touched)})
+        return
+    touched = len(result.shards_touched)
+    out.print(f"ingested {result.rows} records of {result.subjects} subjects into {touched} shards")
+    if result.schema_inferred:
+        out.print(f"inferred the feature schema; review it in {ws.config_path} ([schema]) before training")
+
+
+@app.command()
+@reports_errors
+def schema() -> None:
+    """Print the workspace's feature schema as TOML (reusable with `ingest --schema`)."""
+    import tomli_w
+
+    ws = workspace()
+    if ws.config.schema is None:
+        raise typer.BadParameter("the workspace has no schema yet: ingest a file first")
+    sys.stdout.write(tomli_w.dumps({"schema": ws.config.schema.to_dict()}))
+
+
+@app.command()
+@reports_errors
+def train(
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    shard: Annotated[list[int] | None, typer.Option(help="Train only this shard (repeatable).")] = None,
+    from_scratch: Annotated[
+        bool, typer.Option(help="Discard the selected shards' checkpoints first.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Train each shard slice by slice, with a checkpoint after every slice; resumes where it stopped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from forget.training import plan_training, restart_shards
+    from forget.training import train as train_shards
+
+    ws = workspace()
+    if from_scratch:
+        restart_shards(ws, shard)
+    plans = plan_training(ws, shard)
+    total = sum(ws.config.slices - p.start_slice for p in plans)
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("slices"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("train", total=total)
+        trained = train_shards(ws, plans, device, on_slice=lambda *_: progress.advance(task))
+    elapsed = time.perf_counter() - started
+    if as_json:
+        emit_json({"shards_trained": sorted(trained), "slices_trained": total, "seconds": round(elapsed, 3)})
+    elif not plans:
+        out.print("every shard is up to date")
+    else:
+        out.print(f"trained {len(plans)} shards ({total} slices) in {elapsed:.1f} s")
+
+
+@app.command()
+@reports_errors
+def shards(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Per shard: records, slices trained, and the sha256 of its latest checkpoint."""
+    from forget.training import shard_summaries
+
+    summaries = shard_summaries(workspace())
+    if as_json:
+        emit_json([s.to_dict() for s in summaries])
+        return
+    table = Table("shard", "records", "slices trained", "latest checkpoint (sha256)")
+    for s in summaries:
+        table.add_row(
+            str(s.shard), str(s.records), f"{s.slices_trained}/{s.slices}", s.latest_checkpoint or "-"
+        )
+    out.print(table)
+
+
+@app.command()
+@reports_errors
+def predict(
+    file: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet with the schema's feature columns.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write CSV here (default stdout).")
+    ] = None,
+    aggregation: Annotated[str, typer.Option(help="vote or mean.")] = "vote",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Predict with the ensemble of the shards' latest models; extra columns are ignored."""
+    import csv
+    import io
+
+    from forget.serving import predict_file
+
+    result = predict_file(workspace(), file, _aggregation(aggregation), device)
+    mean = result.probabilities.mean(axis=0)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "prediction", *(f"p_{label}" for label in result.labels)])
+    for row, (label, probs) in enumerate(zip(result.predicted, mean, strict=True), start=1):
+        writer.writerow([row, result.labels[int(label)], *(f"{p:.6f}" for p in probs)])
+    if output is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        output.write_text(buffer.getvalue())
+        out.print(f"wrote {len(result.predicted)} predictions to {output}")
+
+
+def _aggregation(name: str) -> Any:
+    from sisa.aggregation import Aggregation
+
+    try:
+        return Aggregation(name)
+    except ValueError:
+        raise typer.BadParameter("use vote or mean", param_hint="--aggregation") from None
+
+
+@app.command()
+@reports_errors
+def evaluate(
+    file: Annotated[Path, typer.Argument(help="Labelled CSV, TSV or Parquet; extra columns are ignored.")],
+    aggregation: Annotated[str, typer.Option(help="vote or mean.")] = "vote",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Ensemble accuracy and each shard's accuracy on a labelled file."""
+    from forget.serving import evaluate_file
+
+    result = evaluate_file(workspace(), file, _aggregation(aggregation), device)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    out.print(
+        f"{result.rows} rows: ensemble accuracy {result.accuracy:.4f} ({result.aggregation.value}),"
+        f" {result.accuracy_mean:.4f} (mean)"
+    )
+    table = Table("shard", "accuracy")
+    for shard, accuracy in enumerate(result.shard_accuracy):
+        table.add_row(str(shard), f"{accuracy:.4f}")
+    out.print(table)
+
+
+@app.command()
+@reports_errors
+def demo(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to build the demo (default: a new temp folder).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """End to end on bundled data: init, ingest, train, evaluate, erase three subjects, check."""
+    from forget.demo import run_demo
+
+    run_demo(directory, device, out.print)
+
+
+def run() -> None:
+    app()

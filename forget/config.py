@@ -1,0 +1,126 @@
+"""`forget.toml`: the workspace's settings, training config and feature schema."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from forget.errors import WorkspaceError
+from forget.schema import Schema
+from sisa.placement import PlacementMode
+from sisa.schedule import Schedule
+
+CONFIG_NAME = "forget.toml"
+CONFIG_FORMAT = 1
+DEFAULT_DATABASE = "sqlite:///forget.db"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    model: str = "mlp"
+    epochs: float = 10.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    schedule: Schedule = Schedule.BALANCED
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    shards: int
+    slices: int
+    seed: int
+    database: str = DEFAULT_DATABASE
+    placement: PlacementMode = PlacementMode.SUBJECT
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    schema: Schema | None = None
+
+    def with_schema(self, schema: Schema) -> WorkspaceConfig:
+        return replace(self, schema=schema)
+
+    def to_toml(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": CONFIG_FORMAT,
+            "workspace": {
+                "shards": self.shards,
+                "slices": self.slices,
+                "seed": self.seed,
+                "placement": self.placement.value,
+                "database": self.database,
+            },
+            "training": {
+                "model": self.training.model,
+                "epochs": self.training.epochs,
+                "batch_size": self.training.batch_size,
+                "lr": self.training.lr,
+                "optimizer": self.training.optimizer,
+                "schedule": self.training.schedule.value,
+                "threads": self.training.threads,
+            },
+        }
+        if self.schema is not None:
+            data["schema"] = self.schema.to_dict()
+        return data
+
+    @classmethod
+    def from_toml(cls, data: dict[str, Any]) -> WorkspaceConfig:
+        if data.get("format") != CONFIG_FORMAT:
+            raise WorkspaceError(
+                f"{CONFIG_NAME} has format {data.get('format')!r}; this forget reads {CONFIG_FORMAT}"
+            )
+        try:
+            ws = data["workspace"]
+            tr = data.get("training", {})
+            return cls(
+                shards=int(ws["shards"]),
+                slices=int(ws["slices"]),
+                seed=int(ws["seed"]),
+                database=str(ws.get("database", DEFAULT_DATABASE)),
+                placement=PlacementMode(ws.get("placement", PlacementMode.SUBJECT.value)),
+                training=TrainingSettings(
+                    model=str(tr.get("model", "mlp")),
+                    epochs=float(tr.get("epochs", 10.0)),
+                    batch_size=int(tr.get("batch_size", 128)),
+                    lr=float(tr.get("lr", 1e-3)),
+                    optimizer=str(tr.get("optimizer", "adam")),
+                    schedule=Schedule(tr.get("schedule", Schedule.BALANCED.value)),
+                    threads=int(tr.get("threads", 1)),
+                ),
+                schema=Schema.from_dict(data["schema"]) if "schema" in data else None,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise WorkspaceError(f"{CONFIG_NAME} is malformed: {error}") from error
+
+
+def read_config(path: Path) -> WorkspaceConfig:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise WorkspaceError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise WorkspaceError(f"{path} is not valid TOML: {error}") from error
+    return WorkspaceConfig.from_toml(data)
+
+
+def write_config(path: Path, config: WorkspaceConfig) -> None:
+    """Atomic: a crash leaves the old file or the new one, never half of each."""
+    text = "# forget workspace. The [schema] section is the feature encoding: review it, never refit it.\n"
+    text += tomli_w.dumps(config.to_toml())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".forget.toml-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,223 @@
+"""The record store: keyed identifiers, placement, encoded features; the only SQLAlchemy user here.
+
+Rows hold no raw identifier: the subject and record columns are HMAC values. The subject index
+is the `subject_key` column itself, so erasing a subject's rows erases its index too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from forget.errors import WorkspaceError
+
+metadata = sa.MetaData()
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("record_key", sa.String(64), primary_key=True),
+    sa.Column("subject_key", sa.String(64), nullable=False, index=True),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("slice", sa.Integer, nullable=False),
+    sa.Column("label", sa.Integer, nullable=False),
+    sa.Column("features", sa.LargeBinary, nullable=False),
+    sa.Index("ix_records_shard_slice", "shard", "slice"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("slice", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    record_key: str
+    subject_key: str
+    shard: int
+    slice: int
+    label: int
+    features: bytes
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """One shard's records, grouped by slice and ordered by record key within each."""
+
+    slice_keys: tuple[tuple[str, ...], ...]
+    slice_labels: tuple[np.ndarray[Any, np.dtype[np.int64]], ...]
+    slice_features: tuple[bytes, ...]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # secure_delete overwrites freed pages with zeros, so erased rows leave no bytes in the file.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA recursive_triggers=ON")
+    cursor.close()
+
+
+def resolve_url(url: str, workspace: Path) -> str:
+    """A relative SQLite path is relative to the workspace, not to the current directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((workspace / url[len(prefix) :]).resolve())
+    return url
+
+
+def create_engine(url: str, *, must_exist: bool) -> Engine:
+    if url.startswith("sqlite:///") and must_exist:
+        path = Path(url[len("sqlite:///") :])
+        if not path.exists():
+            raise WorkspaceError(
+                f"the workspace database {path} is missing; restore it or run `forget init` again"
+            )
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise WorkspaceError(f"cannot use database URL {url!r}: {error}") from error
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class DataStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    def check_schema(self) -> None:
+        try:
+            with self.engine.connect() as connection:
+                missing = [t for t in metadata.tables if not sa.inspect(connection).has_table(t)]
+        except sa.exc.OperationalError as error:
+            raise WorkspaceError(f"cannot open the workspace database: {error.orig}") from error
+        if missing:
+            raise WorkspaceError(
+                f"the workspace database has no {', '.join(missing)} table; run `forget init`"
+            )
+
+    # -- records --------------------------------------------------------------------------
+
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(keys, 500):
+                rows = connection.execute(
+                    sa.select(records.c.record_key).where(records.c.record_key.in_(chunk))
+                )
+                found.update(row[0] for row in rows)
+        return found
+
+    def insert_records(self, connection: Connection, rows: Iterable[StoredRecord]) -> None:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row.__dict__)
+            if len(batch) == 5000:
+                connection.execute(records.insert(), batch)
+                batch = []
+        if batch:
+            connection.execute(records.insert(), batch)
+
+    def shard_rows(self, shard: int, slices: int) -> ShardRows:
+        keys: list[list[str]] = [[] for _ in range(slices)]
+        labels: list[list[int]] = [[] for _ in range(slices)]
+        blobs: list[list[bytes]] = [[] for _ in range(slices)]
+        query = (
+            sa.select(records.c.slice, records.c.record_key, records.c.label, records.c.features)
+            .where(records.c.shard == shard)
+            .order_by(records.c.slice, records.c.record_key)
+        )
+        with self.engine.connect() as connection:
+            for slice_, key, label, features in connection.execute(query):
+                keys[slice_].append(key)
+                labels[slice_].append(label)
+                blobs[slice_].append(features)
+        return ShardRows(
+            slice_keys=tuple(tuple(k) for k in keys),
+            slice_labels=tuple(np.asarray(lab, dtype=np.int64) for lab in labels),
+            slice_features=tuple(b"".join(b) for b in blobs),
+        )
+
+    def placements_of(self, record_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(record_keys, 500):
+                query = sa.select(records.c.record_key, records.c.shard, records.c.slice).where(
+                    records.c.record_key.in_(chunk)
+                )
+                found.update({key: (shard, slice_) for key, shard, slice_ in connection.execute(query)})
+        return found
+
+    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(subject_keys, 500):
+                query = (
+                    sa.select(records.c.subject_key, records.c.record_key)
+                    .where(records.c.subject_key.in_(chunk))
+                    .order_by(records.c.record_key)
+                )
+                for subject, record in connection.execute(query):
+                    found.setdefault(subject, []).append(record)
+        return found
+
+    def delete_records(self, connection: Connection, record_keys: Sequence[str]) -> int:
+        deleted = 0
+        for chunk in _chunks(record_keys, 500):
+            deleted += connection.execute(records.delete().where(records.c.record_key.in_(chunk))).rowcount
+        return deleted
+
+    def shard_counts(self) -> dict[int, int]:
+        query = sa.select(records.c.shard, sa.func.count()).group_by(records.c.shard)
+        with self.engine.connect() as connection:
+            return {int(shard): int(count) for shard, count in connection.execute(query)}
+
+    def iter_subject_keys(self) -> Iterator[str]:
+        with self.engine.connect() as connection:
+            yield from (row[0] for row in connection.execute(sa.select(records.c.subject_key).distinct()))
+
+    # -- checkpoints of the current lineage ------------------------------------------------
+
+    def checkpoint_map(self) -> dict[tuple[int, int], str]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest)
+            )
+            return {(int(shard), int(slice_)): digest for shard, slice_, digest in rows}
+
+    def set_checkpoint(self, shard: int, slice_: int, digest: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_))
+            )
+            connection.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
+
+    def drop_checkpoints(self, connection: Connection, shard: int, from_slice: int) -> list[str]:
+        """Forget the shard's checkpoints from `from_slice` on; returns their digests for purging."""
+        condition = (checkpoints.c.shard == shard) & (checkpoints.c.slice >= from_slice)
+        digests = [row[0] for row in connection.execute(sa.select(checkpoints.c.digest).where(condition))]
+        connection.execute(checkpoints.delete().where(condition))
+        return digests
+
+    def referenced_digests(self) -> set[str]:
+        with self.engine.connect() as connection:
+            return {row[0] for row in connection.execute(sa.select(checkpoints.c.digest))}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

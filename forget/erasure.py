@@ -1,0 +1,70 @@
+"""The unlearning engine: erase records, rewind their shards, retrain, purge what saw them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from forget.errors import ErasureError
+from forget.training import plan_training, train
+from forget.workspace import Workspace, purge_unreferenced
+from sisa.placement import Placement
+from sisa.unlearning import ShardRewind, plan_rewinds
+
+
+@dataclass(frozen=True)
+class ErasurePlan:
+    record_keys: tuple[str, ...]
+    rewinds: tuple[ShardRewind, ...]
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    plan: ErasurePlan
+    purged: tuple[str, ...]
+    """Checkpoint digests deleted because they had seen an erased record."""
+    retrained: dict[int, list[str]]
+    """Per rewound shard, the new checkpoint digests from its rewind slice to its last."""
+
+
+def plan_erasure(workspace: Workspace, record_keys: Sequence[str]) -> ErasurePlan:
+    keys = tuple(sorted(set(record_keys)))
+    placements = workspace.datastore.placements_of(keys)
+    unknown = [key for key in keys if key not in placements]
+    if unknown:
+        raise ErasureError(
+            f"{len(unknown)} of the records to erase are not in the workspace (first: {unknown[0][:12]})"
+        )
+    rewinds = plan_rewinds(Placement(shard, slice_) for shard, slice_ in placements.values())
+    return ErasurePlan(keys, tuple(rewinds))
+
+
+def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[str]:
+    """The record keys of raw subject ids (hashed on arrival; an unknown subject holds none)."""
+    keys = [workspace.pseudonymiser.subject(s) for s in subject_ids]
+    return [
+        record for records in workspace.datastore.records_of_subjects(keys).values() for record in records
+    ]
+
+
+def erase(
+    workspace: Workspace,
+    plan: ErasurePlan,
+    device: str = "auto",
+    on_slice: Callable[[int, int, str], None] | None = None,
+) -> ErasureResult:
+    """Delete the records and the checkpoints that saw them in one transaction, then retrain.
+
+    Checkpoint files go before retraining starts: if the job dies mid-retrain, nothing that saw
+    an erased record survives, and `forget train` resumes from the last clean checkpoint.
+    """
+    store = workspace.datastore
+    stale: list[str] = []
+    with store.engine.begin() as connection:
+        store.delete_records(connection, plan.record_keys)
+        for rewind in plan.rewinds:
+            stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
+    purged = purge_unreferenced(workspace, stale)
+    plans = plan_training(workspace, [rewind.shard for rewind in plan.rewinds])
+    retrained = train(workspace, plans, device=device, on_slice=on_slice)
+    return ErasureResult(plan, tuple(purged), retrained)

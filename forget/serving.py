@@ -1,0 +1,127 @@
+"""Predicting and evaluating with the ensemble of the shards' latest models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forget.errors import InputError, NotTrainedError
+from forget.ingest import encode, read_table
+from forget.schema import Schema
+from forget.training import training_config
+from forget.workspace import Workspace, checkpoint_store
+from sisa.aggregation import Aggregation, aggregate, predict_proba
+from sisa.device import resolve_device
+from sisa.trainer import load_model
+
+
+@dataclass(frozen=True)
+class Predictions:
+    labels: tuple[str, ...]
+    """Class names, in the schema's order."""
+    predicted: np.ndarray[Any, np.dtype[np.int64]]
+    probabilities: np.ndarray[Any, np.dtype[np.float32]]
+    """Per shard: (shards, rows, classes)."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    rows: int
+    accuracy: float
+    accuracy_mean: float
+    shard_accuracy: tuple[float, ...]
+    aggregation: Aggregation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "aggregation": self.aggregation.value,
+            "ensemble_accuracy": self.accuracy,
+            "ensemble_accuracy_vote": self.accuracy if self.aggregation is Aggregation.VOTE else None,
+            "ensemble_accuracy_mean": self.accuracy_mean,
+            "shard_accuracy": list(self.shard_accuracy),
+        }
+
+
+def _schema(workspace: Workspace) -> Schema:
+    if workspace.config.schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    return workspace.config.schema
+
+
+def latest_digests(workspace: Workspace) -> list[str]:
+    last = workspace.config.slices - 1
+    existing = workspace.datastore.checkpoint_map()
+    missing = [s for s in range(workspace.config.shards) if (s, last) not in existing]
+    if missing:
+        raise NotTrainedError(f"shard {missing[0]} is not trained to its last slice: run `forget train`")
+    return [existing[(s, last)] for s in range(workspace.config.shards)]
+
+
+def shard_probabilities(
+    workspace: Workspace, features: np.ndarray[Any, np.dtype[np.float32]], device: str = "auto"
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    schema = _schema(workspace)
+    torch_device = resolve_device(device)
+    config = training_config(workspace)
+    store = checkpoint_store(workspace)
+    out = []
+    for shard, digest in enumerate(latest_digests(workspace)):
+        model = load_model(store.get(digest), config, shard, schema.shape, len(schema.labels))
+        out.append(predict_proba(model, features, torch_device))
+    return np.stack(out)
+
+
+def encode_file(
+    workspace: Workspace, path: Path, need_labels: bool
+) -> tuple[np.ndarray[Any, Any], list[int] | None]:
+    schema = _schema(workspace)
+    table = read_table(path, [schema.label_column])
+    missing = [f.name for f in schema.features if f.name not in table.column_names]
+    if missing:
+        raise InputError(f"{path} has no column {missing[0]!r}, which the schema needs")
+    features = encode(table, schema, path).reshape(-1, *schema.shape)
+    if schema.label_column not in table.column_names:
+        if need_labels:
+            raise InputError(f"{path} has no label column {schema.label_column!r} to evaluate against")
+        return features, None
+    index = {label: i for i, label in enumerate(schema.labels)}
+    labels = []
+    for row, value in enumerate(table.column(schema.label_column).cast("string").to_pylist(), start=1):
+        if value not in index:
+            raise InputError(f"{path}: row {row} has label {value!r}, which the schema does not know")
+        labels.append(index[value])
+    return features, labels
+
+
+def predict_file(
+    workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto"
+) -> Predictions:
+    features, _ = encode_file(workspace, path, need_labels=False)
+    probabilities = shard_probabilities(workspace, features, device)
+    return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities)
+
+
+def evaluate_file(
+    workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto"
+) -> Evaluation:
+    features, labels = encode_file(workspace, path, need_labels=True)
+    assert labels is not None
+    return evaluate_arrays(shard_probabilities(workspace, features, device), np.asarray(labels), aggregation)
+
+
+def evaluate_arrays(
+    probabilities: np.ndarray[Any, np.dtype[np.float32]],
+    labels: np.ndarray[Any, Any],
+    aggregation: Aggregation,
+) -> Evaluation:
+    return Evaluation(
+        rows=int(labels.shape[0]),
+        accuracy=float((aggregate(probabilities, aggregation) == labels).mean()),
+        accuracy_mean=float((aggregate(probabilities, Aggregation.MEAN) == labels).mean()),
+        shard_accuracy=tuple(float((p.argmax(axis=1) == labels).mean()) for p in probabilities),
+        aggregation=aggregation,
+    )

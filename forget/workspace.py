@@ -1,0 +1,164 @@
+"""A workspace: one deployment's folder (config, keys, checkpoint store, database URL)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from forget.config import (
+    CONFIG_NAME,
+    DEFAULT_DATABASE,
+    TrainingSettings,
+    WorkspaceConfig,
+    read_config,
+    write_config,
+)
+from forget.datastore import DataStore, create_engine, resolve_url
+from forget.errors import InputError, WorkspaceError
+from forget.pseudonym import Pseudonymiser, generate_key_file, load_key_file
+from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
+from sisa.placement import PlacementMode
+from sisa.store import CheckpointStore
+
+ENV_WORKSPACE = "FORGET_WORKSPACE"
+KEYS_DIR = "keys"
+PSEUDONYM_KEY = "pseudonym.key"
+SIGNING_KEY = "signing.pem"
+PUBLIC_KEY = "signing.pub.pem"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    shards: int
+    slices: int
+    seed: int | None = None
+    database: str = DEFAULT_DATABASE
+    placement: PlacementMode = PlacementMode.SUBJECT
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    keys_from: Path | None = None
+
+
+class Workspace:
+    def __init__(self, root: Path, config: WorkspaceConfig) -> None:
+        self.root = root
+        self.config = config
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / KEYS_DIR
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def database_url(self) -> str:
+        return resolve_url(self.config.database, self.root)
+
+    @cached_property
+    def datastore(self) -> DataStore:
+        store = DataStore(create_engine(self.database_url, must_exist=True))
+        store.check_schema()
+        return store
+
+    @cached_property
+    def pseudonymiser(self) -> Pseudonymiser:
+        return load_key_file(self.keys_dir / PSEUDONYM_KEY)
+
+    def public_key_pem(self) -> bytes:
+        return (self.keys_dir / PUBLIC_KEY).read_bytes()
+
+    def save_config(self, config: WorkspaceConfig) -> None:
+        write_config(self.config_path, config)
+        self.config = config
+
+
+def init_workspace(root: Path, options: InitOptions) -> Workspace:
+    """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
+    if options.shards < 1 or options.slices < 1:
+        raise InputError(
+            f"--shards and --slices must be at least 1 (got {options.shards} and {options.slices})"
+        )
+    if options.training.epochs <= 0 or options.training.batch_size < 1 or options.training.lr <= 0:
+        raise InputError("--epochs and --lr must be positive and --batch-size at least 1")
+    if (root / CONFIG_NAME).exists():
+        raise WorkspaceError(f"{root} already holds a workspace ({CONFIG_NAME} exists)")
+    if options.keys_from is not None and not (options.keys_from / KEYS_DIR / PSEUDONYM_KEY).is_file():
+        raise InputError(f"--keys-from {options.keys_from} is not a workspace with keys")
+    config = WorkspaceConfig(
+        shards=options.shards,
+        slices=options.slices,
+        seed=options.seed if options.seed is not None else secrets.randbelow(2**31),
+        database=options.database,
+        placement=options.placement,
+        training=options.training,
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    keys = root / KEYS_DIR
+    created_keys = not keys.exists()
+    try:
+        keys.mkdir(mode=0o700, exist_ok=False)
+        if options.keys_from is not None:
+            for name in (PSEUDONYM_KEY, SIGNING_KEY, PUBLIC_KEY):
+                target = keys / name
+                shutil.copyfile(options.keys_from / KEYS_DIR / name, target)
+                os.chmod(target, 0o644 if name == PUBLIC_KEY else 0o600)
+        else:
+            generate_key_file(keys / PSEUDONYM_KEY)
+            signing = generate_signing_key()
+            write_private_key(keys / SIGNING_KEY, signing)
+            (keys / PUBLIC_KEY).write_bytes(public_key_pem(signing.public_key()))
+        load_private_key(keys / SIGNING_KEY)
+        (root / CHECKPOINTS_DIR).mkdir(exist_ok=True)
+        DataStore(create_engine(resolve_url(config.database, root), must_exist=False)).create_schema()
+        write_config(root / CONFIG_NAME, config)
+    except BaseException:
+        if created_keys:
+            shutil.rmtree(keys, ignore_errors=True)
+        raise
+    return Workspace(root, config)
+
+
+def open_workspace(root: Path) -> Workspace:
+    return Workspace(root, read_config(root / CONFIG_NAME))
+
+
+def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
+    """`--workspace`, then `$FORGET_WORKSPACE`, then the current directory."""
+    if option is not None:
+        candidates = [(option, "--workspace")]
+    elif os.environ.get(ENV_WORKSPACE):
+        candidates = [(Path(os.environ[ENV_WORKSPACE]), f"${ENV_WORKSPACE}")]
+    else:
+        candidates = [(cwd or Path.cwd(), "the current directory")]
+    path, source = candidates[0]
+    if not (path / CONFIG_NAME).is_file():
+        raise WorkspaceError(
+            f"no forget workspace at {path} (from {source}): run `forget init DIR` or pass --workspace DIR"
+        )
+    return path.resolve()
+
+
+def checkpoint_store(workspace: Workspace) -> CheckpointStore:
+    return CheckpointStore(workspace.checkpoints_dir)
+
+
+def purge_unreferenced(workspace: Workspace, digests: list[str]) -> list[str]:
+    """Delete the given checkpoint files unless the current lineage still points at them."""
+    if not digests:
+        return []
+    keep = workspace.datastore.referenced_digests()
+    store = checkpoint_store(workspace)
+    purged = [digest for digest in dict.fromkeys(digests) if digest not in keep]
+    for digest in purged:
+        store.delete(digest)
+    return purged
