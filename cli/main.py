@@ -189,7 +189,7 @@ def train(
         disable=as_json or not err.is_terminal,
     ) as progress:
         task = progress.add_task("train", total=total)
-        trained = train_shards(ws, plans, device, on_slice=lambda *_: progress.advance(task))
+        trained = train_shards(ws, plans, device, on_slice=lambda _: progress.advance(task))
     elapsed = time.perf_counter() - started
     if as_json:
         emit_json({"shards_trained": sorted(trained), "slices_trained": total, "seconds": round(elapsed, 3)})
@@ -293,6 +293,95 @@ def demo(
     from forget.demo import run_demo
 
     run_demo(directory, device, out.print)
+
+
+ledger_app = typer.Typer(help="The signed, append-only ledger: head, entries, proofs, export, verify.")
+keys_app = typer.Typer(help="The workspace's public key, for auditors.")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(keys_app, name="keys")
+
+
+@ledger_app.command("head")
+@reports_errors
+def ledger_head() -> None:
+    """Print the latest signed tree head (a C2SP tlog-checkpoint signed note)."""
+    from forget.ledger_view import latest_note
+
+    sys.stdout.write(latest_note(workspace()))
+
+
+@ledger_app.command("show")
+@reports_errors
+def ledger_show(
+    kind: Annotated[str | None, typer.Option(help="Only entries of this kind.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines, one entry per line.")] = False,
+) -> None:
+    """List the ledger's entries."""
+    from forget.ledger_view import entries
+
+    for entry in entries(workspace(), kind):
+        if as_json:
+            sys.stdout.write(json.dumps(entry.to_dict(), sort_keys=True) + "\n")
+        else:
+            payload = json.dumps(dict(entry.payload), sort_keys=True)
+            out.print(f"{entry.index:>6}  {entry.time}  {entry.kind:<28} {payload}", markup=False)
+
+
+@ledger_app.command("prove")
+@reports_errors
+def ledger_prove(
+    index: Annotated[int, typer.Argument(help="Entry index.")],
+    size: Annotated[int | None, typer.Option(help="Tree size (default: the latest signed head).")] = None,
+) -> None:
+    """Inclusion proof of one entry (RFC 9162), as JSON, checked before it is printed."""
+    from forget.ledger_view import prove
+
+    emit_json(prove(workspace(), index, size).to_dict())
+
+
+@ledger_app.command("export")
+@reports_errors
+def ledger_export(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")] = None,
+) -> None:
+    """Every entry as JSON Lines with its canonical bytes: enough to recompute every leaf and the root."""
+    from forget.ledger_view import export
+
+    ws = workspace()
+    if output is None:
+        export(ws, sys.stdout)
+        return
+    with output.open("w") as handle:
+        count = export(ws, handle)
+    err.print(f"exported {count} entries to {output}")
+
+
+@ledger_app.command("verify")
+@reports_errors
+def ledger_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Recompute the whole tree from the stored entries and check every signed head; exit 1 on any change."""
+    from forget.ledger_view import verify
+
+    report = verify(workspace())
+    if as_json:
+        emit_json(
+            {"entries": report.entries, "signed_heads": report.heads, "root_hash": report.root_hash.hex()}
+        )
+    else:
+        heads = f"{report.heads} signed heads"
+        out.print(f"ledger verified: {report.entries} entries, {heads}, root {report.root_hash.hex()}")
+
+
+@keys_app.command("public")
+@reports_errors
+def keys_public() -> None:
+    """The signing key's public half: PEM, then the note verifier key line."""
+    from forget.ledger_view import public_keys
+
+    pem, vkey = public_keys(workspace())
+    sys.stdout.write(pem + vkey + "\n")
 
 
 def run() -> None:

@@ -37,6 +37,8 @@ class WorkspaceConfig:
     shards: int
     slices: int
     seed: int
+    origin: str
+    """The ledger's name: the origin line of its signed checkpoints, unique per workspace."""
     database: str = DEFAULT_DATABASE
     placement: PlacementMode = PlacementMode.SUBJECT
     training: TrainingSettings = field(default_factory=TrainingSettings)
@@ -55,6 +57,7 @@ class WorkspaceConfig:
                 "placement": self.placement.value,
                 "database": self.database,
             },
+            "ledger": {"origin": self.origin},
             "training": {
                 "model": self.training.model,
                 "epochs": self.training.epochs,
@@ -82,6 +85,7 @@ class WorkspaceConfig:
                 shards=int(ws["shards"]),
                 slices=int(ws["slices"]),
                 seed=int(ws["seed"]),
+                origin=str(data["ledger"]["origin"]),
                 database=str(ws.get("database", DEFAULT_DATABASE)),
                 placement=PlacementMode(ws.get("placement", PlacementMode.SUBJECT.value)),
                 training=TrainingSettings(

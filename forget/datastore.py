@@ -97,18 +97,14 @@ class DataStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        from forget.migrate import upgrade
+
+        upgrade(self.engine)
 
     def check_schema(self) -> None:
-        try:
-            with self.engine.connect() as connection:
-                missing = [t for t in metadata.tables if not sa.inspect(connection).has_table(t)]
-        except sa.exc.OperationalError as error:
-            raise WorkspaceError(f"cannot open the workspace database: {error.orig}") from error
-        if missing:
-            raise WorkspaceError(
-                f"the workspace database has no {', '.join(missing)} table; run `forget init`"
-            )
+        from forget.migrate import check_revision
+
+        check_revision(self.engine)
 
     # -- records --------------------------------------------------------------------------
 
@@ -199,12 +195,19 @@ class DataStore:
             )
             return {(int(shard), int(slice_)): digest for shard, slice_, digest in rows}
 
-    def set_checkpoint(self, shard: int, slice_: int, digest: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_))
-            )
-            connection.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
+    def set_checkpoint(self, connection: Connection, shard: int, slice_: int, digest: str) -> None:
+        connection.execute(
+            checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_))
+        )
+        connection.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
+
+    def slice_record_keys(self, connection: Connection, shard: int, slice_: int) -> list[str]:
+        query = (
+            sa.select(records.c.record_key)
+            .where((records.c.shard == shard) & (records.c.slice == slice_))
+            .order_by(records.c.record_key)
+        )
+        return [row[0] for row in connection.execute(query)]
 
     def drop_checkpoints(self, connection: Connection, shard: int, from_slice: int) -> list[str]:
         """Forget the shard's checkpoints from `from_slice` on; returns their digests for purging."""

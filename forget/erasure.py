@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from forget.errors import ErasureError
+from forget.lineage import sign_head, slice_manifests
 from forget.training import plan_training, train
 from forget.workspace import Workspace, purge_unreferenced
 from sisa.placement import Placement
 from sisa.unlearning import ShardRewind, plan_rewinds
+
+if TYPE_CHECKING:
+    from sisa.trainer import TrainedSlice
+
+
+ERASURE_PLANNED = "erasure.planned"
+ERASURE_PURGED = "erasure.checkpoints_purged"
+ERASURE_RETRAINED = "erasure.retrained"
 
 
 @dataclass(frozen=True)
 class ErasurePlan:
     record_keys: tuple[str, ...]
     rewinds: tuple[ShardRewind, ...]
+    slices: tuple[tuple[int, int], ...]
+    """Every (shard, slice) that holds an erased record: their manifests change."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ def plan_erasure(workspace: Workspace, record_keys: Sequence[str]) -> ErasurePla
             f"{len(unknown)} of the records to erase are not in the workspace (first: {unknown[0][:12]})"
         )
     rewinds = plan_rewinds(Placement(shard, slice_) for shard, slice_ in placements.values())
-    return ErasurePlan(keys, tuple(rewinds))
+    return ErasurePlan(keys, tuple(rewinds), tuple(sorted(set(placements.values()))))
 
 
 def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[str]:
@@ -51,12 +63,13 @@ def erase(
     workspace: Workspace,
     plan: ErasurePlan,
     device: str = "auto",
-    on_slice: Callable[[int, int, str], None] | None = None,
+    on_slice: Callable[[TrainedSlice], None] | None = None,
 ) -> ErasureResult:
     """Delete the records and the checkpoints that saw them in one transaction, then retrain.
 
-    Checkpoint files go before retraining starts: if the job dies mid-retrain, nothing that saw
-    an erased record survives, and `forget train` resumes from the last clean checkpoint.
+    The ledger entry of the plan commits with the deletion, so no record is erased without its
+    record. Checkpoint files go before retraining starts: if the job dies mid-retrain, nothing
+    that saw an erased record survives, and `forget train` resumes from the last clean checkpoint.
     """
     store = workspace.datastore
     stale: list[str] = []
@@ -64,7 +77,21 @@ def erase(
         store.delete_records(connection, plan.record_keys)
         for rewind in plan.rewinds:
             stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
+        planned = {
+            "records": len(plan.record_keys),
+            "rewinds": [{"shard": r.shard, "from_slice": r.from_slice} for r in plan.rewinds],
+            "stale_checkpoints": sorted(set(stale)),
+        }
+        workspace.ledger.append(
+            connection, [(ERASURE_PLANNED, planned), *slice_manifests(workspace, connection, plan.slices)]
+        )
     purged = purge_unreferenced(workspace, stale)
+    with store.engine.begin() as connection:
+        workspace.ledger.append(connection, [(ERASURE_PURGED, {"checkpoints": sorted(purged)})])
     plans = plan_training(workspace, [rewind.shard for rewind in plan.rewinds])
     retrained = train(workspace, plans, device=device, on_slice=on_slice)
+    with store.engine.begin() as connection:
+        summary = {"shards": {str(shard): digests for shard, digests in sorted(retrained.items())}}
+        workspace.ledger.append(connection, [(ERASURE_RETRAINED, summary)])
+    sign_head(workspace)
     return ErasureResult(plan, tuple(purged), retrained)

@@ -6,6 +6,7 @@ fails any check leaves the workspace exactly as it was.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ import pyarrow.parquet as pq
 from forget.config import WorkspaceConfig
 from forget.datastore import StoredRecord
 from forget.errors import InputError
+from forget.lineage import INGESTED, sign_head, slice_manifests
 from forget.pseudonym import RecordKey
 from forget.schema import ColumnKind, FeatureColumn, Schema, infer_categorical, infer_numeric
 from forget.workspace import Workspace, purge_unreferenced
+from ledger.canonical import canonical_sha256
 from sisa.placement import place
 
 
@@ -270,6 +273,21 @@ def ingest_file(
     try:
         with store.engine.begin() as connection:
             store.insert_records(connection, rows)
+            workspace.ledger.append(
+                connection,
+                [
+                    (
+                        INGESTED,
+                        {
+                            "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                            "records": len(rows),
+                            "subjects": len(set(subject_keys)),
+                            "schema_sha256": canonical_sha256(schema.to_dict()),
+                        },
+                    ),
+                    *slice_manifests(workspace, connection, ((r.shard, r.slice) for r in rows)),
+                ],
+            )
             # Models trained before these records arrived no longer match the data: rewind them.
             for shard, first in earliest.items():
                 stale.extend(store.drop_checkpoints(connection, shard, first))
@@ -280,6 +298,7 @@ def ingest_file(
             workspace.save_config(config)  # the commit failed: the schema must not outlive the rows
         raise
     purge_unreferenced(workspace, stale)
+    sign_head(workspace)
     return IngestResult(
         rows=len(rows),
         subjects=len(set(subject_keys)),

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from forget.errors import InputError, NotTrainedError
+from forget.lineage import checkpoint_entry, manifest_root, sign_head
 from forget.workspace import Workspace, checkpoint_store, purge_unreferenced
 from sisa.schedule import Schedule
 
 if TYPE_CHECKING:
-    from sisa.trainer import ShardTask, TrainingConfig
+    from sisa.trainer import ShardTask, TrainedSlice, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def _select(workspace: Workspace, shards: Iterable[int] | None) -> list[int]:
     return selected
 
 
-def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
+def shard_task(workspace: Workspace, plan: ShardPlan) -> tuple[ShardTask, list[str]]:
+    """The shard's training task, and the manifest root of each of its slices."""
     from sisa.trainer import ShardTask, SliceData
 
     schema = workspace.config.schema
@@ -88,7 +90,7 @@ def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
     resume = None
     if plan.start_slice > 0:
         resume = workspace.datastore.checkpoint_map()[(plan.shard, plan.start_slice - 1)]
-    return ShardTask(
+    task = ShardTask(
         shard=plan.shard,
         slices=slices,
         input_shape=schema.shape,
@@ -96,15 +98,20 @@ def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
         start_slice=plan.start_slice,
         resume_digest=resume,
     )
+    return task, [manifest_root(keys) for keys in rows.slice_keys]
 
 
 def train(
     workspace: Workspace,
     plans: list[ShardPlan],
     device: str = "auto",
-    on_slice: Callable[[int, int, str], None] | None = None,
+    on_slice: Callable[[TrainedSlice], None] | None = None,
 ) -> dict[int, list[str]]:
-    """Train the planned shards in order; each checkpoint is recorded as soon as it is stored."""
+    """Train the planned shards in order, then sign the ledger.
+
+    Each checkpoint becomes current, with its ledger entry, in one transaction as soon as it is
+    stored; a job killed mid-shard resumes after the last recorded slice.
+    """
     from sisa.device import resolve_device
     from sisa.trainer import train_shard
 
@@ -112,16 +119,24 @@ def train(
     config = training_config(workspace)
     store = checkpoint_store(workspace)
     datastore = workspace.datastore
+    trained: dict[int, list[str]] = {}
+    for plan in plans:
+        task, manifests = shard_task(workspace, plan)
 
-    def record(shard: int, slice_: int, digest: str) -> None:
-        datastore.set_checkpoint(shard, slice_, digest)
-        if on_slice is not None:
-            on_slice(shard, slice_, digest)
+        def record(result: TrainedSlice, manifests: list[str] = manifests) -> None:
+            entry = checkpoint_entry(
+                result.shard, result.slice, result.digest, result.meta, manifests[: result.slice + 1]
+            )
+            with datastore.engine.begin() as connection:
+                datastore.set_checkpoint(connection, result.shard, result.slice, result.digest)
+                workspace.ledger.append(connection, [entry])
+            if on_slice is not None:
+                on_slice(result)
 
-    return {
-        plan.shard: train_shard(shard_task(workspace, plan), config, store, torch_device, record)
-        for plan in plans
-    }
+        trained[plan.shard] = train_shard(task, config, store, torch_device, record)
+    if plans:
+        sign_head(workspace)
+    return trained
 
 
 @dataclass(frozen=True)

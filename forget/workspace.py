@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from forget.config import (
     CONFIG_NAME,
     DEFAULT_DATABASE,
@@ -20,7 +22,14 @@ from forget.config import (
 from forget.datastore import DataStore, create_engine, resolve_url
 from forget.errors import InputError, WorkspaceError
 from forget.pseudonym import Pseudonymiser, generate_key_file, load_key_file
-from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
+from ledger.keys import (
+    generate_signing_key,
+    load_private_key,
+    load_public_key,
+    public_key_pem,
+    write_private_key,
+)
+from ledger.log import Ledger
 from sisa.placement import PlacementMode
 from sisa.store import CheckpointStore
 
@@ -77,6 +86,13 @@ class Workspace:
     def public_key_pem(self) -> bytes:
         return (self.keys_dir / PUBLIC_KEY).read_bytes()
 
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY))
+
+    def signing_key(self, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+        return load_private_key(self.keys_dir / SIGNING_KEY, passphrase)
+
     def save_config(self, config: WorkspaceConfig) -> None:
         write_config(self.config_path, config)
         self.config = config
@@ -98,6 +114,7 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
         shards=options.shards,
         slices=options.slices,
         seed=options.seed if options.seed is not None else secrets.randbelow(2**31),
+        origin=f"forget.local/{secrets.token_hex(8)}",
         database=options.database,
         placement=options.placement,
         training=options.training,

@@ -75,6 +75,16 @@ class ShardTask:
     resume_digest: str | None = None
 
 
+@dataclass(frozen=True)
+class TrainedSlice:
+    """A checkpoint durably stored: its digest and the metadata it carries."""
+
+    shard: int
+    slice: int
+    digest: str
+    meta: dict[str, Any]
+
+
 @contextmanager
 def deterministic_torch(threads: int) -> Iterator[None]:
     """Deterministic kernels and a fixed thread count for the duration, then the caller's settings."""
@@ -149,12 +159,12 @@ def train_shard(
     config: TrainingConfig,
     store: CheckpointStore,
     device: torch.device,
-    on_slice: Callable[[int, int, str], None] | None = None,
+    on_slice: Callable[[TrainedSlice], None] | None = None,
 ) -> list[str]:
     """Train the task's slices in order; returns the checkpoint digest of each trained slice.
 
-    `on_slice(shard, slice, digest)` is called after each checkpoint is durably stored, so a
-    caller can record it before the next slice starts.
+    `on_slice` is called after each checkpoint is durably stored, so a caller can record it
+    before the next slice starts.
     """
     if len(task.slices) != config.slices:
         raise ValueError(f"shard {task.shard} has {len(task.slices)} slices, the config says {config.slices}")
@@ -218,7 +228,7 @@ def train_shard(
             digest = store.put(encode_checkpoint(checkpoint))
             digests.append(digest)
             if on_slice is not None:
-                on_slice(task.shard, step, digest)
+                on_slice(TrainedSlice(task.shard, step, digest, checkpoint["meta"]))
     return digests
 
 

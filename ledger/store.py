@@ -1,0 +1,265 @@
+"""The ledger's storage through SQLAlchemy: entries, perfect-subtree hashes, signed tree heads.
+
+The only module of `ledger` that imports SQLAlchemy. Every function takes a `Connection` whose
+transaction the caller owns, so a ledger entry commits together with the effect it records, or
+not at all. The tables refuse UPDATE, DELETE and TRUNCATE in the database itself (see
+`APPEND_ONLY_DDL`); the signed Merkle root is what finally catches an edit made around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ledger import merkle
+
+metadata = sa.MetaData()
+
+entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(64), nullable=False, index=True),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("entry", sa.LargeBinary, nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+)
+
+nodes = sa.Table(
+    "ledger_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+heads = sa.Table(
+    "ledger_heads",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+
+_SQLITE_GUARDS = {
+    "ledger_entries": "NEW.seq != (SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_entries)",
+    "ledger_nodes": "EXISTS (SELECT 1 FROM ledger_nodes WHERE level = NEW.level AND idx = NEW.idx)",
+    "ledger_heads": "NEW.size <= (SELECT COALESCE(MAX(size), -1) FROM ledger_heads)",
+}
+
+
+def append_only_ddl(dialect: str) -> list[str]:
+    """Triggers that make the three tables append-only, for SQLite or PostgreSQL."""
+    statements: list[str] = []
+    if dialect == "sqlite":
+        for table, guard in _SQLITE_GUARDS.items():
+            for op in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {op} refused'); END"
+                )
+            # An insert guard as well: INSERT OR REPLACE deletes without firing DELETE triggers
+            # unless recursive_triggers is on, which a foreign connection need not set.
+            statements.append(
+                f"CREATE TRIGGER {table}_append_only BEFORE INSERT ON {table} WHEN {guard} "
+                f"BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: out-of-order insert refused'); END"
+            )
+        return statements
+    if dialect == "postgresql":
+        statements.append(
+            "CREATE OR REPLACE FUNCTION ledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'the ledger is append-only: % refused on %', TG_OP, TG_TABLE_NAME; END $$"
+        )
+        pg_guards = {
+            "ledger_entries": "NEW.seq <> (SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_entries)",
+            "ledger_nodes": "EXISTS (SELECT 1 FROM ledger_nodes WHERE level = NEW.level AND idx = NEW.idx)",
+            "ledger_heads": "NEW.size <= (SELECT COALESCE(MAX(size), -1) FROM ledger_heads)",
+        }
+        for table, guard in pg_guards.items():
+            statements += [
+                f"CREATE OR REPLACE FUNCTION {table}_guard() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF {guard} THEN RAISE EXCEPTION 'the ledger is append-only: out-of-order insert refused'; "
+                "END IF; RETURN NEW; END $$",
+                f"CREATE TRIGGER {table}_append_only BEFORE INSERT ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {table}_guard()",
+                f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION ledger_refuse()",
+                # Row triggers do not fire on TRUNCATE.
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse()",
+            ]
+        return statements
+    raise ValueError(f"no append-only triggers for the {dialect} dialect")
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    seq: int
+    kind: str
+    time: str
+    entry: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class StoredHead:
+    size: int
+    root_hash: bytes
+    time: str
+    note: str
+
+
+def size(connection: Connection) -> int:
+    value = connection.execute(sa.select(sa.func.max(entries.c.seq))).scalar()
+    return 0 if value is None else int(value) + 1
+
+
+def _is_perfect(start: int, end: int) -> tuple[int, int]:
+    width = end - start
+    level = width.bit_length() - 1
+    return level, start >> level
+
+
+def _fetch(connection: Connection, ranges: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Hashes of perfect subtrees, in two queries however many are asked."""
+    found: dict[tuple[int, int], bytes] = {}
+    leaves = sorted({start for start, end in ranges if end - start == 1})
+    inner = sorted({_is_perfect(start, end) for start, end in ranges if end - start > 1})
+    if leaves:
+        query = sa.select(entries.c.seq, entries.c.leaf_hash).where(entries.c.seq.in_(leaves))
+        found.update({(int(seq), int(seq) + 1): bytes(h) for seq, h in connection.execute(query)})
+    if inner:
+        condition = sa.tuple_(nodes.c.level, nodes.c.idx).in_(inner)
+        for level, idx, h in connection.execute(
+            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(condition)
+        ):
+            found[(int(idx) << int(level), (int(idx) + 1) << int(level))] = bytes(h)
+    return found
+
+
+class _Recorder:
+    """Runs a proof computation once with placeholder hashes to learn which subtrees it reads."""
+
+    def __init__(self) -> None:
+        self.ranges: list[tuple[int, int]] = []
+
+    def __call__(self, start: int, end: int) -> bytes:
+        self.ranges.append((start, end))
+        return b"\x00" * merkle.HASH_SIZE
+
+
+class _Lookup:
+    def __init__(self, connection: Connection, ranges: Sequence[tuple[int, int]]) -> None:
+        self.hashes = _fetch(connection, ranges)
+
+    def __call__(self, start: int, end: int) -> bytes:
+        try:
+            return self.hashes[(start, end)]
+        except KeyError:
+            raise merkle.TreeRangeError(
+                f"the ledger store has no hash for leaves {start}..{end - 1}"
+            ) from None
+
+
+def root(connection: Connection, tree_size: int) -> bytes:
+    recorder = _Recorder()
+    merkle.root_hash_from(tree_size, recorder)
+    return merkle.root_hash_from(tree_size, _Lookup(connection, recorder.ranges))
+
+
+def inclusion_proof(connection: Connection, index: int, tree_size: int) -> list[bytes]:
+    recorder = _Recorder()
+    merkle.inclusion_proof_from(index, tree_size, recorder)
+    return merkle.inclusion_proof_from(index, tree_size, _Lookup(connection, recorder.ranges))
+
+
+def consistency_proof(connection: Connection, old_size: int, tree_size: int) -> list[bytes]:
+    recorder = _Recorder()
+    merkle.consistency_proof_from(old_size, tree_size, recorder)
+    return merkle.consistency_proof_from(old_size, tree_size, _Lookup(connection, recorder.ranges))
+
+
+def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> list[int]:
+    """Append (kind, time, entry bytes) rows and the subtree hashes they complete; returns their indices.
+
+    Appending leaf i completes the perfect subtree of width 2^h ending at i for every h with
+    2^h dividing i+1; its hash needs the left sibling, which is read once per batch at most.
+    """
+    start = size(connection)
+    known: dict[tuple[int, int], bytes] = {}
+    entry_rows = []
+    node_rows = []
+    for offset, (kind, time, entry) in enumerate(rows):
+        seq = start + offset
+        leaf = merkle.leaf_hash(entry)
+        known[(seq, seq + 1)] = leaf
+        entry_rows.append({"seq": seq, "kind": kind, "time": time, "entry": entry, "leaf_hash": leaf})
+        end, width, right = seq + 1, 1, leaf
+        while end % (width * 2) == 0:
+            left_range = (end - 2 * width, end - width)
+            if left_range not in known:
+                known.update(_fetch(connection, [left_range]))
+            right = merkle.node_hash(known[left_range], right)
+            width *= 2
+            known[(end - width, end)] = right
+            level = width.bit_length() - 1
+            node_rows.append({"level": level, "idx": (end - width) >> level, "hash": right})
+    if entry_rows:
+        connection.execute(entries.insert(), entry_rows)
+    if node_rows:
+        connection.execute(nodes.insert(), node_rows)
+    return list(range(start, start + len(entry_rows)))
+
+
+def read_entries(
+    connection: Connection, kind: str | None = None, start: int = 0, stop: int | None = None
+) -> Iterator[StoredEntry]:
+    query = sa.select(entries).where(entries.c.seq >= start).order_by(entries.c.seq)
+    if stop is not None:
+        query = query.where(entries.c.seq < stop)
+    if kind is not None:
+        query = query.where(entries.c.kind == kind)
+    for row in connection.execution_options(yield_per=5000).execute(query):
+        yield StoredEntry(int(row.seq), row.kind, row.time, bytes(row.entry), bytes(row.leaf_hash))
+
+
+def read_entry(connection: Connection, seq: int) -> StoredEntry | None:
+    row = connection.execute(sa.select(entries).where(entries.c.seq == seq)).first()
+    if row is None:
+        return None
+    return StoredEntry(int(row.seq), row.kind, row.time, bytes(row.entry), bytes(row.leaf_hash))
+
+
+def read_nodes_in_completion_order(connection: Connection) -> Iterator[tuple[int, int, bytes]]:
+    """(level, idx, hash) ordered by the leaf that completed each subtree, then by level."""
+    # SQLite has no power() in every build; a shift works in SQLite and PostgreSQL alike.
+    query = sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).order_by(sa.text("(idx + 1) << level, level"))
+    for level, idx, h in connection.execution_options(yield_per=5000).execute(query):
+        yield int(level), int(idx), bytes(h)
+
+
+def add_head(connection: Connection, head: StoredHead) -> None:
+    connection.execute(
+        heads.insert().values(size=head.size, root_hash=head.root_hash, time=head.time, note=head.note)
+    )
+
+
+def latest_head(connection: Connection) -> StoredHead | None:
+    row = connection.execute(sa.select(heads).order_by(heads.c.size.desc()).limit(1)).first()
+    return None if row is None else StoredHead(int(row.size), bytes(row.root_hash), row.time, row.note)
+
+
+def all_heads(connection: Connection) -> list[StoredHead]:
+    rows = connection.execute(sa.select(heads).order_by(heads.c.size))
+    return [StoredHead(int(r.size), bytes(r.root_hash), r.time, r.note) for r in rows]
+
+
+def head_at_least(connection: Connection, tree_size: int) -> StoredHead | None:
+    """The first signed head that covers an entry of index `tree_size - 1`."""
+    query = sa.select(heads).where(heads.c.size >= tree_size).order_by(heads.c.size).limit(1)
+    row = connection.execute(query).first()
+    return None if row is None else StoredHead(int(row.size), bytes(row.root_hash), row.time, row.note)
