@@ -10,7 +10,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from forget.errors import USER_ERRORS, InputError
+from forget.errors import USER_ERRORS, InputError, JobLockedError
 from ledger.errors import VerificationError
 
 P = ParamSpec("P")
@@ -24,6 +24,10 @@ class ExitCode(IntEnum):
     """Bad usage or input: nothing was written."""
     WORKSPACE = 3
     """No workspace, a missing database, untrained shards, unreadable keys or checkpoints."""
+    OVERDUE = 4
+    """`forget status`: at least one request is past its deadline (a signal for monitoring)."""
+    LOCKED = 5
+    """`forget run`: another job holds the workspace; nothing was changed."""
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
@@ -31,6 +35,8 @@ def exit_code_for(error: BaseException) -> ExitCode:
         return ExitCode.VERIFICATION_FAILED
     if isinstance(error, InputError):
         return ExitCode.BAD_INPUT
+    if isinstance(error, JobLockedError):
+        return ExitCode.LOCKED
     return ExitCode.WORKSPACE
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (logs, CI, cron mail) gets a wide page rather than rich's 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
 
 
@@ -293,6 +295,148 @@ def demo(
     from forget.demo import run_demo
 
     run_demo(directory, device, out.print)
+
+
+request_app = typer.Typer(help="Record an erasure request (Art. 17), or extend its deadline (Art. 12(3)).")
+app.add_typer(request_app, name="request")
+
+
+@request_app.callback(invoke_without_command=True)
+@reports_errors
+def request(
+    ctx: typer.Context,
+    subject_id: Annotated[
+        str | None, typer.Option(help="The data subject's id, as in the ingested files.")
+    ] = None,
+    received_at: Annotated[
+        str | None, typer.Option(help="When it was received (ISO 8601; default now).")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="A note for the privacy team (no personal data).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Record an erasure request for a subject; a pending one for the same subject is returned as is."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if subject_id is None:
+        raise typer.BadParameter(
+            "give --subject-id ID (or use `forget request extend`)", param_hint="--subject-id"
+        )
+    from forget.requests import file_request, parse_time
+
+    moment = parse_time(received_at) if received_at is not None else None
+    filed, created = file_request(workspace(), subject_id, moment, note)
+    if as_json:
+        emit_json({**filed.to_dict(_now()), "created": created})
+        return
+    verb = "recorded" if created else "already pending:"
+    out.print(f"{verb} {filed.request_id}, deadline {filed.deadline:%Y-%m-%d %H:%M} UTC")
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@request_app.command("extend")
+@reports_errors
+def request_extend(
+    request_id: Annotated[str, typer.Argument(help="The request to extend.")],
+    months: Annotated[int, typer.Option(help="1 or 2 months (2 in all, Art. 12(3)).")] = 1,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the ledger; no personal data).")] = "",
+) -> None:
+    """Extend a request's deadline by one or two months, with the reason the subject is told."""
+    from forget.requests import extend_request
+
+    extended = extend_request(workspace(), request_id, months, reason)
+    out.print(f"{extended.request_id}: deadline now {extended.deadline:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command()
+@reports_errors
+def status(
+    request_id: Annotated[str | None, typer.Option(help="Only this request.")] = None,
+    subject_id: Annotated[str | None, typer.Option(help="Only this subject's requests.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Erasure requests with their state and deadline; exit 4 when any is overdue."""
+    from forget.requests import RequestState, list_requests
+
+    now = _now()
+    found = list_requests(workspace(), request_id, subject_id)
+    overdue = [r for r in found if r.state is not RequestState.COMPLETED and r.overdue(now)]
+    if as_json:
+        emit_json({"requests": [r.to_dict(now) for r in found], "overdue": len(overdue)})
+    else:
+        table = Table(box=box.SIMPLE_HEAD)
+        table.add_column("request", no_wrap=True)
+        for heading in ("state", "received", "deadline", "days left", "outcome"):
+            table.add_column(heading, no_wrap=True)
+        for r in found:
+            late = r in overdue
+            days = "-" if r.state is RequestState.COMPLETED else f"{r.days_left(now):.1f}"
+            table.add_row(
+                r.request_id,
+                "OVERDUE" if late else r.state.value,
+                f"{r.received_at:%Y-%m-%d}",
+                f"{r.deadline:%Y-%m-%d}",
+                days,
+                r.outcome.value if r.outcome else "",
+                style="bold red" if late else None,
+            )
+        out.print(table)
+        out.print(f"{len(found)} requests, {len(overdue)} overdue")
+    if overdue:
+        raise typer.Exit(int(errors.ExitCode.OVERDUE))
+
+
+@app.command("run")
+@reports_errors
+def run_requests(
+    due_within: Annotated[
+        str | None, typer.Option(help="Only requests due within this time (30m, 12h, 7d, 2w); default all.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many new requests.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Show the plan; change nothing.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Carry out pending erasure requests as one batch: one rewind and retrain per affected shard."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from forget.jobs import parse_duration, plan_run, run_job
+
+    window = parse_duration(due_within) if due_within is not None else None
+    ws = workspace()
+    if dry_run:
+        plan = plan_run(ws, window, limit)
+        if as_json:
+            emit_json(plan.to_dict(_now()))
+        else:
+            out.print(
+                f"would run {len(plan.due)} due and {len(plan.resumed)} resumed requests:"
+                f" {plan.records} records, shards {list(plan.shards)}"
+            )
+        return
+    with Progress(
+        TextColumn("retraining"), BarColumn(), TextColumn("{task.completed} slices"), TimeElapsedColumn(),
+        console=err, disable=as_json or not err.is_terminal,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("retrain", total=None)
+        summary = run_job(ws, window, limit, device, on_slice=lambda _: progress.advance(task))
+    if as_json:
+        emit_json(summary.to_dict())
+        return
+    if summary.run_id is None:
+        out.print("no request is due")
+        return
+    out.print(
+        f"{summary.run_id}: {len(summary.completed)} requests erased ({summary.records_erased} records),"
+        f" {len(summary.no_data)} with no data held; shards retrained {list(summary.shards_retrained)};"
+        f" {summary.checkpoints_purged} checkpoints purged; {summary.seconds:.1f} s"
+    )
+    if summary.overdue:
+        out.print(f"completed after the deadline: {', '.join(summary.overdue)}")
 
 
 ledger_app = typer.Typer(help="The signed, append-only ledger: head, entries, proofs, export, verify.")

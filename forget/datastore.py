@@ -6,12 +6,13 @@ is the `subject_key` column itself, so erasing a subject's rows erases its index
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -40,6 +41,40 @@ checkpoints = sa.Table(
 )
 
 
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("request_id", sa.String(40), primary_key=True),
+    sa.Column("subject_key", sa.String(64), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("deadline", sa.String(40), nullable=False),
+    sa.Column("extended_months", sa.Integer, nullable=False, default=0),
+    sa.Column("run_id", sa.String(40), nullable=True),
+    sa.Column("records_erased", sa.Integer, nullable=True),
+    sa.Column("shards", sa.Text, nullable=True),
+    sa.Column("completed_at", sa.String(40), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    request_id: str
+    subject_key: str
+    state: str
+    received_at: str
+    deadline: str
+    extended_months: int
+    run_id: str | None
+    records_erased: int | None
+    shards: str | None
+    completed_at: str | None
+    outcome: str | None
+    note: str | None
+
+
 @dataclass(frozen=True)
 class StoredRecord:
     record_key: str
@@ -55,7 +90,7 @@ class ShardRows:
     """One shard's records, grouped by slice and ordered by record key within each."""
 
     slice_keys: tuple[tuple[str, ...], ...]
-    slice_labels: tuple[np.ndarray[Any, np.dtype[np.int64]], ...]
+    slice_labels: tuple[tuple[int, ...], ...]
     slice_features: tuple[bytes, ...]
 
 
@@ -144,7 +179,7 @@ class DataStore:
                 blobs[slice_].append(features)
         return ShardRows(
             slice_keys=tuple(tuple(k) for k in keys),
-            slice_labels=tuple(np.asarray(lab, dtype=np.int64) for lab in labels),
+            slice_labels=tuple(tuple(lab) for lab in labels),
             slice_features=tuple(b"".join(b) for b in blobs),
         )
 
@@ -215,6 +250,57 @@ class DataStore:
         digests = [row[0] for row in connection.execute(sa.select(checkpoints.c.digest).where(condition))]
         connection.execute(checkpoints.delete().where(condition))
         return digests
+
+    # -- erasure requests -----------------------------------------------------------------
+
+    def add_request(self, connection: Connection, row: RequestRow) -> None:
+        connection.execute(requests.insert().values(**row.__dict__))
+
+    def update_request(self, connection: Connection, request_id: str, **values: object) -> None:
+        connection.execute(requests.update().where(requests.c.request_id == request_id).values(**values))
+
+    def get_request(self, request_id: str, connection: Connection | None = None) -> RequestRow | None:
+        query = sa.select(requests).where(requests.c.request_id == request_id)
+        if connection is not None:
+            row = connection.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        return None if row is None else RequestRow(**row._mapping)
+
+    def find_requests(
+        self, *, states: Sequence[str] | None = None, subject_key: str | None = None
+    ) -> list[RequestRow]:
+        query = sa.select(requests).order_by(requests.c.deadline, requests.c.request_id)
+        if states is not None:
+            query = query.where(requests.c.state.in_(list(states)))
+        if subject_key is not None:
+            query = query.where(requests.c.subject_key == subject_key)
+        with self.engine.connect() as connection:
+            return [RequestRow(**row._mapping) for row in connection.execute(query)]
+
+    @contextmanager
+    def advisory_lock(self, name: str) -> Iterator[bool]:
+        """On PostgreSQL, a session advisory lock held for the block; elsewhere always granted."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            acquired = bool(
+                connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            )
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+    def vacuum_records(self) -> None:
+        """PostgreSQL keeps deleted tuples until VACUUM; SQLite's secure_delete zeroes them at once."""
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(sa.text("VACUUM (FULL) records"))
 
     def referenced_digests(self) -> set[str]:
         with self.engine.connect() as connection:

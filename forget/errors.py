@@ -26,5 +26,9 @@ class ErasureError(ForgetError):
     """An erasure cannot proceed (for example, records the workspace does not hold)."""
 
 
+class JobLockedError(ForgetError):
+    """Another `forget run` holds this workspace."""
+
+
 USER_ERRORS: tuple[type[Exception], ...] = (ForgetError, SisaError, LedgerError)
 """Every error whose message is meant for a person; anything else is a bug and shows a traceback."""

@@ -121,7 +121,8 @@ def infer_schema(table: pa.Table, choice: ColumnChoice, path: Path) -> Schema:
         if name in reserved:
             continue
         if _is_numeric_type(table.column(name).type):
-            features.append(infer_numeric(name, _numeric(table, name, path)))
+            values = _numeric(table, name, path)
+            features.append(infer_numeric(name, float(np.mean(values)), float(np.std(values))))
         else:
             features.append(infer_categorical(name, _strings(table, name, path, "value")))
     if not features:

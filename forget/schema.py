@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import numpy as np
-
 from forget.errors import InputError
 
 
@@ -109,12 +107,11 @@ def _significant(value: float, digits: int = 4) -> float:
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
-def infer_numeric(name: str, values: np.ndarray[Any, Any]) -> FeatureColumn:
-    std = float(np.std(values))
+def infer_numeric(name: str, mean: float, std: float) -> FeatureColumn:
     return FeatureColumn(
         name,
         ColumnKind.NUMERIC,
-        center=_significant(float(np.mean(values))),
+        center=_significant(mean),
         scale=_significant(std) if std > 0 else 1.0,
     )
 

@@ -6,8 +6,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from forget.errors import InputError, NotTrainedError
 from forget.lineage import checkpoint_entry, manifest_root, sign_head
 from forget.workspace import Workspace, checkpoint_store, purge_unreferenced
@@ -75,6 +73,8 @@ def _select(workspace: Workspace, shards: Iterable[int] | None) -> list[int]:
 
 def shard_task(workspace: Workspace, plan: ShardPlan) -> tuple[ShardTask, list[str]]:
     """The shard's training task, and the manifest root of each of its slices."""
+    import numpy as np
+
     from sisa.trainer import ShardTask, SliceData
 
     schema = workspace.config.schema
@@ -83,7 +83,7 @@ def shard_task(workspace: Workspace, plan: ShardPlan) -> tuple[ShardTask, list[s
     slices = tuple(
         SliceData(
             features=np.frombuffer(blob, dtype=np.float32).reshape(len(labels), *schema.shape),
-            labels=labels,
+            labels=np.asarray(labels, dtype=np.int64),
         )
         for blob, labels in zip(rows.slice_features, rows.slice_labels, strict=True)
     )

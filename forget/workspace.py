@@ -156,7 +156,10 @@ def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
     elif os.environ.get(ENV_WORKSPACE):
         candidates = [(Path(os.environ[ENV_WORKSPACE]), f"${ENV_WORKSPACE}")]
     else:
-        candidates = [(cwd or Path.cwd(), "the current directory")]
+        try:
+            candidates = [(cwd or Path.cwd(), "the current directory")]
+        except FileNotFoundError:
+            raise WorkspaceError("the current directory no longer exists: pass --workspace DIR") from None
     path, source = candidates[0]
     if not (path / CONFIG_NAME).is_file():
         raise WorkspaceError(
@@ -167,6 +170,20 @@ def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
 
 def checkpoint_store(workspace: Workspace) -> CheckpointStore:
     return CheckpointStore(workspace.checkpoints_dir)
+
+
+def collect_garbage(workspace: Workspace) -> list[str]:
+    """Delete every checkpoint file the current lineage does not point at (idempotent).
+
+    After an erasure this removes whatever saw the erased records, and after a crash it removes
+    a file that was stored but never recorded. Only safe under the job lock.
+    """
+    keep = workspace.datastore.referenced_digests()
+    store = checkpoint_store(workspace)
+    purged = [digest for digest in store.digests() if digest not in keep]
+    for digest in purged:
+        store.delete(digest)
+    return purged
 
 
 def purge_unreferenced(workspace: Workspace, digests: list[str]) -> list[str]:

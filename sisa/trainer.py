@@ -48,7 +48,9 @@ class TrainingConfig:
 
     def digest(self) -> str:
         """sha256 of the canonical config; stored in every checkpoint so a mixed lineage is refused."""
-        payload = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+        # Numbers are normalised so that `epochs = 30` and `epochs = 30.0` name the same config.
+        values = {**asdict(self), "epochs": float(self.epochs), "lr": float(self.lr)}
+        payload = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -1,0 +1,304 @@
+"""`forget run`: the batch job that carries out due erasure requests, one job at a time.
+
+Each step is a ledger entry written in the same transaction as its effect, or before anything
+relies on it, so a job killed at any point (SIGKILL included) leaves a state that the next run
+resumes from and finishes exactly as an uninterrupted run would:
+
+1. the due requests become `running` (request.started);
+2. their records are deleted and their shards' checkpoints from the rewind slice on are
+   dropped, with the plan (erasure.planned) and the new slice manifests, in one transaction;
+3. every checkpoint file the lineage no longer points at is deleted (erasure.checkpoints_purged);
+4. the rewound shards retrain from their last clean checkpoint (lineage.checkpoint per slice);
+5. the requests complete (request.completed), PostgreSQL vacuums, a tree head is signed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from forget.erasure import ERASURE_PLANNED, ERASURE_PURGED, plan_erasure
+from forget.errors import InputError, JobLockedError
+from forget.lineage import sign_head, slice_manifests
+from forget.requests import ErasureRequest, Outcome, RequestState, format_time
+from forget.training import plan_training, train
+from forget.workspace import Workspace, collect_garbage
+
+if TYPE_CHECKING:
+    from sisa.trainer import TrainedSlice
+
+STARTED = "request.started"
+COMPLETED = "request.completed"
+LOCK_FILE = ".forget-run.lock"
+CRASH_ENV = "FORGET_CRASH_AT"
+"""Fault injection for the crash tests: the job SIGKILLs itself at the named step."""
+
+
+def parse_duration(text: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
+    if not match:
+        raise InputError(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+PAUSE_ENV = "FORGET_PAUSE_AT"
+"""For the concurrency test: `STEP:PATH` makes the job wait at STEP until PATH exists (60 s at most)."""
+
+
+def _crash_point(name: str) -> None:
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    step, _, path = os.environ.get(PAUSE_ENV, "").partition(":")
+    if step == name and path:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@contextmanager
+def job_lock(workspace: Workspace) -> Iterator[None]:
+    """An exclusive lock on the workspace: a file lock, and on PostgreSQL an advisory lock too.
+
+    The file lock covers one host; the advisory lock covers jobs on several hosts that share a
+    PostgreSQL database. Both are released by the OS or the server if the job dies.
+    """
+    path = workspace.root / LOCK_FILE
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobLockedError(
+                "another `forget run` is working on this workspace; nothing was changed"
+            ) from None
+        with workspace.datastore.advisory_lock(f"forget-run:{workspace.config.origin}") as acquired:
+            if not acquired:
+                raise JobLockedError(
+                    "another `forget run` holds this workspace's database; nothing was changed"
+                )
+            yield
+    finally:
+        handle.close()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    resumed: tuple[ErasureRequest, ...]
+    """Requests a killed job had started; they finish first."""
+    due: tuple[ErasureRequest, ...]
+    records: int
+    shards: tuple[int, ...]
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        return {
+            "resumed": [r.request_id for r in self.resumed],
+            "due": [r.to_dict(now) for r in self.due],
+            "records": self.records,
+            "shards": list(self.shards),
+        }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str | None
+    completed: tuple[str, ...] = ()
+    no_data: tuple[str, ...] = ()
+    records_erased: int = 0
+    shards_retrained: tuple[int, ...] = ()
+    checkpoints_purged: int = 0
+    seconds: float = 0.0
+    overdue: tuple[str, ...] = field(default_factory=tuple)
+    """Requests completed after their deadline."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "completed": list(self.completed),
+            "no_data": list(self.no_data),
+            "records_erased": self.records_erased,
+            "shards_retrained": list(self.shards_retrained),
+            "checkpoints_purged": self.checkpoints_purged,
+            "seconds": round(self.seconds, 3),
+            "completed_late": list(self.overdue),
+        }
+
+
+def _select(
+    workspace: Workspace, due_within: timedelta | None, limit: int | None, now: datetime
+) -> tuple[list[ErasureRequest], list[ErasureRequest]]:
+    if limit is not None and limit < 1:
+        raise InputError("--limit must be at least 1")
+    store = workspace.datastore
+    resumed = [ErasureRequest.from_row(r) for r in store.find_requests(states=[RequestState.RUNNING])]
+    pending = [ErasureRequest.from_row(r) for r in store.find_requests(states=[RequestState.PENDING])]
+    if due_within is not None:
+        pending = [r for r in pending if r.deadline <= now + due_within]
+    return resumed, pending[:limit] if limit is not None else pending
+
+
+def plan_run(
+    workspace: Workspace,
+    due_within: timedelta | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> RunPlan:
+    """What `forget run` would do now, without writing anything (`--dry-run`)."""
+    moment = now or datetime.now(UTC)
+    resumed, due = _select(workspace, due_within, limit, moment)
+    index = workspace.datastore.records_of_subjects([r.subject_key for r in [*resumed, *due]])
+    keys = [key for records in index.values() for key in records]
+    shards = tuple(sorted({r.shard for r in plan_erasure(workspace, keys).rewinds})) if keys else ()
+    return RunPlan(tuple(resumed), tuple(due), len(keys), shards)
+
+
+def run_job(
+    workspace: Workspace,
+    due_within: timedelta | None = None,
+    limit: int | None = None,
+    device: str = "auto",
+    on_slice: Callable[[TrainedSlice], None] | None = None,
+    now: datetime | None = None,
+) -> RunSummary:
+    started_clock = time.perf_counter()
+    with job_lock(workspace):
+        moment = now or datetime.now(UTC)
+        resumed, due = _select(workspace, due_within, limit, moment)
+        if not resumed and not due:
+            return RunSummary(run_id=None, seconds=time.perf_counter() - started_clock)
+        run_id = f"run_{secrets.token_hex(8)}"
+        store = workspace.datastore
+        ledger = workspace.ledger
+
+        with store.engine.begin() as connection:
+            for request in due:
+                store.update_request(
+                    connection, request.request_id, state=RequestState.RUNNING.value, run_id=run_id
+                )
+            ledger.append(
+                connection, [(STARTED, {"request_id": r.request_id, "run_id": run_id}) for r in due]
+            )
+        _crash_point("started")
+
+        batch = [*resumed, *due]
+        index = store.records_of_subjects([r.subject_key for r in batch])
+        keys = [key for records in index.values() for key in records]
+        before = store.checkpoint_map()
+        last = workspace.config.slices - 1
+        if keys:
+            plan = plan_erasure(workspace, keys)
+            places = store.placements_of(keys)
+            with store.engine.begin() as connection:
+                store.delete_records(connection, plan.record_keys)
+                stale: list[str] = []
+                rewinds = []
+                for rewind in plan.rewinds:
+                    stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
+                    rewinds.append(
+                        {
+                            "shard": rewind.shard,
+                            "from_slice": rewind.from_slice,
+                            "restored_checkpoint": before.get((rewind.shard, rewind.from_slice - 1)),
+                            "checkpoint_before": before.get((rewind.shard, last)),
+                        }
+                    )
+                per_request = {}
+                for request in batch:
+                    records = index.get(request.subject_key, [])
+                    if records:
+                        shards = sorted({places[key][0] for key in records})
+                        per_request[request.request_id] = {"records": len(records), "shards": shards}
+                        store.update_request(
+                            connection,
+                            request.request_id,
+                            records_erased=len(records),
+                            shards=json.dumps(shards),
+                        )
+                planned = {
+                    "run_id": run_id,
+                    "requests": per_request,
+                    "records": len(plan.record_keys),
+                    "rewinds": rewinds,
+                    "stale_checkpoints": sorted(set(stale)),
+                }
+                ledger.append(
+                    connection,
+                    [(ERASURE_PLANNED, planned), *slice_manifests(workspace, connection, plan.slices)],
+                )
+            _crash_point("erased")
+
+        purged = collect_garbage(workspace)
+        with store.engine.begin() as connection:
+            ledger.append(connection, [(ERASURE_PURGED, {"run_id": run_id, "checkpoints": sorted(purged)})])
+        _crash_point("purged")
+
+        def on_trained(result: TrainedSlice) -> None:
+            _crash_point("retraining")
+            if on_slice is not None:
+                on_slice(result)
+
+        plans = plan_training(workspace)
+        train(workspace, plans, device=device, on_slice=on_trained)
+        purged += collect_garbage(workspace)  # files a killed training stored but never recorded
+        _crash_point("retrained")
+
+        finished = datetime.now(UTC) if now is None else moment
+        after = store.checkpoint_map()
+        completed: list[str] = []
+        no_data: list[str] = []
+        late: list[str] = []
+        erased_total = 0
+        with store.engine.begin() as connection:
+            for request in batch:
+                row = store.get_request(request.request_id, connection)
+                assert row is not None
+                outcome = Outcome.ERASED if row.records_erased else Outcome.NO_DATA
+                shards = json.loads(row.shards) if row.shards else []
+                store.update_request(
+                    connection,
+                    request.request_id,
+                    state=RequestState.COMPLETED.value,
+                    outcome=outcome.value,
+                    records_erased=row.records_erased or 0,
+                    completed_at=format_time(finished),
+                )
+                payload = {
+                    "request_id": request.request_id,
+                    "run_id": run_id,
+                    "subject_key": request.subject_key,
+                    "outcome": outcome.value,
+                    "records_erased": row.records_erased or 0,
+                    "received_at": format_time(request.received_at),
+                    "deadline": format_time(request.deadline),
+                    "completed_at": format_time(finished),
+                    "deadline_met": finished <= request.deadline,
+                    "checkpoints_after": {str(s): after.get((s, last)) for s in shards},
+                }
+                ledger.append(connection, [(COMPLETED, payload)])
+                (completed if outcome is Outcome.ERASED else no_data).append(request.request_id)
+                erased_total += row.records_erased or 0
+                if finished > request.deadline:
+                    late.append(request.request_id)
+        _crash_point("completed")
+        store.vacuum_records()
+        sign_head(workspace)
+        return RunSummary(
+            run_id=run_id,
+            completed=tuple(completed),
+            no_data=tuple(no_data),
+            records_erased=erased_total,
+            shards_retrained=tuple(p.shard for p in plans),
+            checkpoints_purged=len(purged),
+            seconds=time.perf_counter() - started_clock,
+            overdue=tuple(late),
+        )

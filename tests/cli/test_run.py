@@ -1,0 +1,209 @@
+"""`forget request`, `status` and `run` end to end: equivalence, crashes, concurrency, completeness."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forget.jobs import job_lock
+from forget.workspace import open_workspace
+from tests.conftest import write_rows, write_tabular_csv
+from tests.helpers import cli, cli_json, init_args
+
+COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-column", "record"]
+ERASED = ["person-0003", "person-0010", "person-0042", "person-0009"]
+
+
+def build(
+    tmp_path: Path, name: str, database_url: str, records: list[dict[str, str]], *extra: object
+) -> Path:
+    ws = tmp_path / name
+    write_rows(tmp_path / f"{name}.csv", records)
+    cli(*init_args(ws, database_url, *extra))
+    cli(
+        "-w",
+        ws,
+        "ingest",
+        tmp_path / f"{name}.csv",
+        *COLUMNS,
+        *(["--schema", extra[-1] / "forget.toml"] if extra else []),
+    )
+    cli("-w", ws, "train", "--device", "cpu")
+    return ws
+
+
+def digests(ws: Path) -> dict[tuple[int, int], str]:
+    return open_workspace(ws).datastore.checkpoint_map()
+
+
+def forget_process(ws: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "-w", str(ws), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> list[dict[str, str]]:
+    return write_tabular_csv(tmp_path / "all.csv", rows=203)
+
+
+@pytest.fixture
+def reference(tmp_path: Path, records: list[dict[str, str]]) -> tuple[Path, dict[tuple[int, int], str]]:
+    """The workspace that erasure must reproduce: trained without the subjects, same keys and schema."""
+    source = build(tmp_path, "source", "sqlite:///forget.db", records)
+    retained = [r for r in records if r["subject"] not in ERASED]
+    fresh = build(tmp_path, "fresh", "sqlite:///forget.db", retained, "--keys-from", source)
+    return source, digests(fresh)
+
+
+def test_request_status_run_status_equals_training_without_them(
+    tmp_path: Path, database_url: str, records: list[dict[str, str]]
+) -> None:
+    ws = build(tmp_path, "ws", database_url, records)
+    for subject in ERASED:
+        cli("-w", ws, "request", "--subject-id", subject)
+    cli("-w", ws, "request", "--subject-id", "person-never-seen", "--received-at", "2026-01-05T10:00:00Z")
+    status = cli("-w", ws, "status", "--json", expect=4)  # the January request is overdue
+    assert json.loads(status.stdout)["overdue"] == 1
+    before = digests(ws)
+    dry = cli_json("-w", ws, "run", "--dry-run")
+    assert len(dry["due"]) == 5 and dry["records"] > 0
+    assert digests(ws) == before
+    assert {
+        r["state"] for r in json.loads(cli("-w", ws, "status", "--json", expect=4).stdout)["requests"]
+    } == {"pending"}
+    summary = cli_json("-w", ws, "run", "--device", "cpu")
+    assert len(summary["completed"]) == 4 and len(summary["no_data"]) == 1
+    assert summary["completed_late"] and len(summary["shards_retrained"]) == len(
+        set(summary["shards_retrained"])
+    )
+    after = cli_json("-w", ws, "status")
+    assert after["overdue"] == 0 and {r["state"] for r in after["requests"]} == {"completed"}
+    assert cli_json("-w", ws, "run")["run_id"] is None  # nothing left: idempotent
+
+    retained = [r for r in records if r["subject"] not in ERASED]
+    fresh = build(tmp_path, "fresh", database_url if database_url.startswith("sqlite") else "sqlite:///forget.db",
+                  retained, "--keys-from", ws)  # fmt: skip
+    assert digests(ws) == digests(fresh)
+    cli("-w", ws, "ledger", "verify")
+    kinds = [
+        json.loads(line)["kind"] for line in cli("-w", ws, "ledger", "show", "--json").stdout.splitlines()
+    ]
+    assert kinds.count("request.received") == 5 and kinds.count("request.completed") == 5
+    assert (
+        kinds.index("erasure.planned")
+        < kinds.index("erasure.checkpoints_purged")
+        < kinds.index("request.completed")
+    )
+
+
+@pytest.mark.parametrize("step", ["started", "erased", "purged", "retraining", "retrained", "completed"])
+def test_a_job_killed_at_any_step_resumes_to_the_same_models(
+    tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]], step: str
+) -> None:
+    source, expected = reference
+    ws = tmp_path / "crash"
+    shutil.copytree(source, ws)
+    for subject in ERASED:
+        cli("-w", ws, "request", "--subject-id", subject)
+    killed = forget_process(ws, "run", "--device", "cpu", env={"FORGET_CRASH_AT": step})
+    killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = forget_process(ws, "run", "--device", "cpu", "--json")
+    _, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert digests(ws) == expected
+    store_files = {p.name for p in (ws / "checkpoints").glob("??/*")}
+    assert store_files == set(expected.values()), "a stale or unrecorded checkpoint survived the resume"
+    states = {r["state"] for r in cli_json("-w", ws, "status")["requests"]}
+    assert states == {"completed"}
+    cli("-w", ws, "ledger", "verify")
+
+
+def test_two_jobs_at_once_exactly_one_works(tmp_path: Path, records: list[dict[str, str]]) -> None:
+    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    cli("-w", ws, "request", "--subject-id", ERASED[0])
+    # A job holding the lock, in this process: a second job must leave everything as it is.
+    with job_lock(open_workspace(ws)):
+        blocked = cli("-w", ws, "run", expect=5)
+    assert "another `forget run` is working on this workspace" in blocked.stderr
+    assert cli_json("-w", ws, "status")["requests"][0]["state"] == "pending"
+    # Two real processes: the first pauses inside the job; the second starts and is refused.
+    release = tmp_path / "release"
+    first = forget_process(ws, "run", "--device", "cpu", env={"FORGET_PAUSE_AT": f"started:{release}"})
+    deadline = time.monotonic() + 60
+    while cli_json("-w", ws, "status")["requests"][0]["state"] != "running":
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.1)
+    second = forget_process(ws, "run", "--device", "cpu")
+    _, second_err = second.communicate(timeout=60)
+    release.touch()
+    _, first_err = first.communicate(timeout=120)
+    assert (first.returncode, second.returncode) == (0, 5), (first_err, second_err)
+    assert cli_json("-w", ws, "status")["requests"][0]["state"] == "completed"
+
+
+def test_erasure_leaves_no_trace_in_any_file(tmp_path: Path, records: list[dict[str, str]]) -> None:
+    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    store = open_workspace(ws).datastore
+    subject_key = open_workspace(ws).pseudonymiser.subject(ERASED[1])
+    import sqlalchemy as sa
+
+    with store.engine.connect() as connection:
+        blobs = [
+            bytes(row[0])
+            for row in connection.execute(
+                sa.text("SELECT features FROM records WHERE subject_key = :k"), {"k": subject_key}
+            )
+        ]
+    assert blobs
+    cli("-w", ws, "request", "--subject-id", ERASED[1])
+    cli("-w", ws, "run", "--device", "cpu")
+    store.engine.dispose()
+    needles = [ERASED[1].encode(), *blobs]
+    for path in ws.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for needle in needles:
+                assert needle not in data, f"{path.relative_to(ws)} still holds erased bytes"
+
+
+def test_bad_requests_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    cli(*init_args(ws, "sqlite:///forget.db"))
+
+    def ledger_size() -> int:
+        return len(cli("-w", ws, "ledger", "show", "--json").stdout.splitlines())
+
+    cases: list[tuple[list[str], int, str]] = [
+        (["request", "--subject-id", "   "], 2, "error: the subject id is empty\n"),
+        (["request", "--subject-id", "bad\nid"], 2, "error: the subject id is malformed"),
+        (["request", "--subject-id", "x", "--received-at", "last week"], 2, "is not an ISO 8601"),
+        (
+            ["request", "extend", "req_nope", "--months", "1", "--reason", "r"],
+            2,
+            "no erasure request 'req_nope'",
+        ),
+        (["status", "--request-id", "req_nope"], 2, "no erasure request 'req_nope'"),
+        (["run", "--due-within", "soon"], 2, "is not a duration"),
+    ]
+    for args, code, message in cases:
+        result = cli("-w", ws, *args, expect=code)
+        assert message in result.stderr and result.stderr.count("\n") == 1, args
+    assert ledger_size() == 0
+    (ws / "forget.db").unlink()
+    result = cli("-w", ws, "request", "--subject-id", "alice", expect=3)
+    assert "database" in result.stderr and "is missing" in result.stderr
+    assert not (ws / "forget.db").exists()

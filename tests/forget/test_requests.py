@@ -1,0 +1,62 @@
+"""Request lifecycle: deadlines (Art. 12(3)), idempotency, extension, durations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from forget.errors import InputError
+from forget.jobs import parse_duration
+from forget.requests import add_months, extend_request, file_request, list_requests, parse_time
+from forget.workspace import open_workspace
+from tests.helpers import cli, init_args
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)), st.integers(0, 24))
+def test_add_months_lands_in_the_right_month_and_never_overshoots(moment: datetime, months: int) -> None:
+    later = add_months(moment, months)
+    assert (later.year * 12 + later.month) - (moment.year * 12 + moment.month) == months
+    assert later.day <= moment.day and later.time() == moment.time()
+
+
+def test_month_ends_clamp() -> None:
+    assert add_months(datetime(2026, 1, 31, tzinfo=UTC), 1) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert add_months(datetime(2027, 12, 15, tzinfo=UTC), 1) == datetime(2028, 1, 15, tzinfo=UTC)
+
+
+def test_durations_and_times() -> None:
+    assert parse_duration("7d") == timedelta(days=7) and parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration("30m") == timedelta(minutes=30)
+    with pytest.raises(InputError, match="not a duration"):
+        parse_duration("soon")
+    assert parse_time("2026-01-02") == datetime(2026, 1, 2, tzinfo=UTC)
+    with pytest.raises(InputError, match="not an ISO 8601"):
+        parse_time("yesterday")
+
+
+def test_filing_is_idempotent_and_extension_is_bounded(tmp_path: Path) -> None:
+    cli(*init_args(tmp_path / "ws", "sqlite:///forget.db"))
+    ws = open_workspace(tmp_path / "ws")
+    received = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    first, created = file_request(ws, "  alice  ", received)
+    again, created_again = file_request(ws, "alice")
+    assert created and not created_again and again.request_id == first.request_id
+    assert first.deadline == datetime(2026, 4, 30, 12, 0, tzinfo=UTC)
+    assert "alice" not in first.subject_key
+    extended = extend_request(ws, first.request_id, 1, "many requests this month")
+    assert extended.deadline == datetime(2026, 5, 31, 12, 0, tzinfo=UTC)
+    assert extend_request(ws, first.request_id, 1, "still complex").deadline == datetime(
+        2026, 6, 30, 12, tzinfo=UTC
+    )
+    with pytest.raises(InputError, match="allows 2 in all"):
+        extend_request(ws, first.request_id, 1, "more")
+    with pytest.raises(InputError, match="needs a --reason"):
+        extend_request(ws, first.request_id, 1, " ")
+    assert [r.request_id for r in list_requests(ws, subject_id="alice")] == [first.request_id]
+    assert list_requests(ws, subject_id="bob") == []
+    kinds = [e.kind for e in ws.ledger.entries(ws.datastore.engine.connect())]
+    assert kinds == ["request.received", "request.extended", "request.extended"]
