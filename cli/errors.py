@@ -12,6 +12,7 @@ import typer
 
 from forget.errors import USER_ERRORS, InputError, JobLockedError
 from ledger.errors import VerificationError
+from reports.errors import CertificateFormatError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,7 +34,7 @@ class ExitCode(IntEnum):
 def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, VerificationError):
         return ExitCode.VERIFICATION_FAILED
-    if isinstance(error, InputError):
+    if isinstance(error, InputError | CertificateFormatError):
         return ExitCode.BAD_INPUT
     if isinstance(error, JobLockedError):
         return ExitCode.LOCKED

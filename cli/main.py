@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -16,9 +16,11 @@ from rich.table import Table
 from cli import errors
 from cli.errors import reports_errors
 from forget.config import DEFAULT_DATABASE, TrainingSettings
-from forget.workspace import InitOptions, Workspace, init_workspace, locate_workspace, open_workspace
 from sisa.placement import PlacementMode
 from sisa.schedule import Schedule
+
+if TYPE_CHECKING:
+    from forget.workspace import Workspace
 
 app = typer.Typer(
     name="forget",
@@ -40,6 +42,9 @@ state = State()
 
 
 def workspace() -> Workspace:
+    # Imported here so that `certificate verify` never loads the database layer.
+    from forget.workspace import locate_workspace, open_workspace
+
     return open_workspace(locate_workspace(state.workspace_option))
 
 
@@ -51,9 +56,7 @@ def emit_json(value: Any) -> None:
 def main(
     workspace_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--workspace", "-w", help="Workspace folder (else $FORGET_WORKSPACE, else the current one)."
-        ),
+        typer.Option("--workspace", "-w", help="Workspace folder (else $FORGET_WORKSPACE, else the current one)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks for errors.")] = False,
 ) -> None:
@@ -72,9 +75,7 @@ def init(
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
-    schedule: Annotated[Schedule, typer.Option(help="How the epoch budget spreads over slices.")] = (
-        Schedule.BALANCED
-    ),
+    schedule: Annotated[Schedule, typer.Option(help="How the epoch budget spreads over slices.")] = (Schedule.BALANCED),
     threads: Annotated[int, typer.Option(help="torch threads while training (fixed for determinism).")] = 1,
     seed: Annotated[int | None, typer.Option(help="Root seed (random when omitted; recorded).")] = None,
     placement: Annotated[PlacementMode, typer.Option(help="subject: a subject's records share a shard.")] = (
@@ -86,6 +87,8 @@ def init(
     ] = None,
 ) -> None:
     """Create a workspace: forget.toml, keys (mode 0600), checkpoint store and database."""
+    from forget.workspace import InitOptions, init_workspace
+
     if optimizer not in ("adam", "sgd"):
         raise typer.BadParameter("use adam or sgd", param_hint="--optimizer")
     ws = init_workspace(
@@ -123,12 +126,8 @@ def ingest(
     subject_column: Annotated[str | None, typer.Option(help="Column naming the data subject.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Column holding the class label.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Column with a stable record id (optional).")] = None,
-    input_shape: Annotated[
-        str | None, typer.Option(help="Feature shape for image models, e.g. 1,8,8.")
-    ] = None,
-    schema: Annotated[
-        Path | None, typer.Option(help="Use this reviewed [schema] (TOML) instead of inferring.")
-    ] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Feature shape for image models, e.g. 1,8,8.")] = None,
+    schema: Annotated[Path | None, typer.Option(help="Use this reviewed [schema] (TOML) instead of inferring.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Pseudonymise, encode and place the file's records; nothing is written if any row is bad."""
@@ -164,9 +163,7 @@ def schema() -> None:
 def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     shard: Annotated[list[int] | None, typer.Option(help="Train only this shard (repeatable).")] = None,
-    from_scratch: Annotated[
-        bool, typer.Option(help="Discard the selected shards' checkpoints first.")
-    ] = False,
+    from_scratch: Annotated[bool, typer.Option(help="Discard the selected shards' checkpoints first.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Train each shard slice by slice, with a checkpoint after every slice; resumes where it stopped."""
@@ -213,9 +210,7 @@ def shards(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         return
     table = Table("shard", "records", "slices trained", "latest checkpoint (sha256)")
     for s in summaries:
-        table.add_row(
-            str(s.shard), str(s.records), f"{s.slices_trained}/{s.slices}", s.latest_checkpoint or "-"
-        )
+        table.add_row(str(s.shard), str(s.records), f"{s.slices_trained}/{s.slices}", s.latest_checkpoint or "-")
     out.print(table)
 
 
@@ -223,9 +218,7 @@ def shards(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 @reports_errors
 def predict(
     file: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet with the schema's feature columns.")],
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write CSV here (default stdout).")
-    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write CSV here (default stdout).")] = None,
     aggregation: Annotated[str, typer.Option(help="vote or mean.")] = "vote",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -305,12 +298,8 @@ app.add_typer(request_app, name="request")
 @reports_errors
 def request(
     ctx: typer.Context,
-    subject_id: Annotated[
-        str | None, typer.Option(help="The data subject's id, as in the ingested files.")
-    ] = None,
-    received_at: Annotated[
-        str | None, typer.Option(help="When it was received (ISO 8601; default now).")
-    ] = None,
+    subject_id: Annotated[str | None, typer.Option(help="The data subject's id, as in the ingested files.")] = None,
+    received_at: Annotated[str | None, typer.Option(help="When it was received (ISO 8601; default now).")] = None,
     note: Annotated[str | None, typer.Option(help="A note for the privacy team (no personal data).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -318,9 +307,7 @@ def request(
     if ctx.invoked_subcommand is not None:
         return
     if subject_id is None:
-        raise typer.BadParameter(
-            "give --subject-id ID (or use `forget request extend`)", param_hint="--subject-id"
-        )
+        raise typer.BadParameter("give --subject-id ID (or use `forget request extend`)", param_hint="--subject-id")
     from forget.requests import file_request, parse_time
 
     moment = parse_time(received_at) if received_at is not None else None
@@ -447,11 +434,19 @@ app.add_typer(keys_app, name="keys")
 
 @ledger_app.command("head")
 @reports_errors
-def ledger_head() -> None:
+def ledger_head(
+    consistency_from: Annotated[
+        int | None,
+        typer.Option(help="Emit JSON with a consistency proof from this size (for certificate verify --checkpoint)."),
+    ] = None,
+) -> None:
     """Print the latest signed tree head (a C2SP tlog-checkpoint signed note)."""
-    from forget.ledger_view import latest_note
+    from forget.ledger_view import consistency_bundle, latest_note
 
-    sys.stdout.write(latest_note(workspace()))
+    if consistency_from is None:
+        sys.stdout.write(latest_note(workspace()))
+    else:
+        emit_json(consistency_bundle(workspace(), consistency_from))
 
 
 @ledger_app.command("show")
@@ -510,9 +505,7 @@ def ledger_verify(
 
     report = verify(workspace())
     if as_json:
-        emit_json(
-            {"entries": report.entries, "signed_heads": report.heads, "root_hash": report.root_hash.hex()}
-        )
+        emit_json({"entries": report.entries, "signed_heads": report.heads, "root_hash": report.root_hash.hex()})
     else:
         heads = f"{report.heads} signed heads"
         out.print(f"ledger verified: {report.entries} entries, {heads}, root {report.root_hash.hex()}")
@@ -526,6 +519,88 @@ def keys_public() -> None:
 
     pem, vkey = public_keys(workspace())
     sys.stdout.write(pem + vkey + "\n")
+
+
+certificate_app = typer.Typer(help="Erasure certificates: issue, verify offline, render.")
+audit_app = typer.Typer(help="Re-derive an erasure's proof from the data (needs the workspace).")
+app.add_typer(certificate_app, name="certificate")
+app.add_typer(audit_app, name="audit")
+
+
+@certificate_app.command("issue")
+@reports_errors
+def certificate_issue(
+    request_id: Annotated[str, typer.Argument(help="A completed request.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the certificate (JSON).")],
+) -> None:
+    """(Re-)issue a completed request's certificate, signed and anchored in the latest tree head."""
+    from forget.certificates import build_certificate, write_atomically
+
+    write_atomically(output, build_certificate(workspace(), request_id))
+    out.print(f"wrote {output}")
+
+
+@certificate_app.command("verify")
+@reports_errors
+def certificate_verify(
+    file: Annotated[Path, typer.Argument(help="The certificate (a DSSE envelope, JSON).")],
+    public_key: Annotated[Path, typer.Option(help="The workspace's public key (PEM), from `forget keys public`.")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="A later head from `forget ledger head --consistency-from SIZE`.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Verify a certificate offline: signature, every inclusion proof, the signed checkpoint, the claims."""
+    from reports.cli_support import read_input, summary_line, verify_files
+
+    result = verify_files(read_input(file, "certificate"), read_input(public_key, "public key"),
+                          read_input(checkpoint, "checkpoint") if checkpoint else None)  # fmt: skip
+    if as_json:
+        emit_json({"valid": True, **result.summary()})
+    else:
+        out.print(summary_line(result))
+
+
+@certificate_app.command("render")
+@reports_errors
+def certificate_render(
+    file: Annotated[Path, typer.Argument(help="The certificate (JSON).")],
+    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page here.")] = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="Write a PDF here (needs the pdf extra).")] = None,
+) -> None:
+    """Render a certificate for people: HTML and PDF views of the same signed statement."""
+    from reports.cli_support import read_input, statement_of
+    from reports.render import render_html, render_pdf
+
+    if html is None and pdf is None:
+        raise typer.BadParameter("give --html OUT and/or --pdf OUT", param_hint="--html")
+    statement = statement_of(read_input(file, "certificate"))
+    if html is not None:
+        html.write_text(render_html(statement))
+        out.print(f"wrote {html}")
+    if pdf is not None:
+        pdf.write_bytes(render_pdf(statement))
+        out.print(f"wrote {pdf}")
+
+
+@audit_app.command("replay")
+@reports_errors
+def audit_replay(
+    request_id: Annotated[str, typer.Argument(help="A completed request of this workspace.")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (the certificate's device kind).")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Retrain the request's shards from scratch on the retained records and compare with its certificate."""
+    from forget.replay import replay
+
+    report = replay(workspace(), request_id, device)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for line in report.lines():
+            out.print(line)
+    if not report.reproduced:
+        raise typer.Exit(int(errors.ExitCode.VERIFICATION_FAILED))
 
 
 def run() -> None:

@@ -75,9 +75,7 @@ class WorkspaceConfig:
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> WorkspaceConfig:
         if data.get("format") != CONFIG_FORMAT:
-            raise WorkspaceError(
-                f"{CONFIG_NAME} has format {data.get('format')!r}; this forget reads {CONFIG_FORMAT}"
-            )
+            raise WorkspaceError(f"{CONFIG_NAME} has format {data.get('format')!r}; this forget reads {CONFIG_FORMAT}")
         try:
             ws = data["workspace"]
             tr = data.get("training", {})

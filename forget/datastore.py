@@ -56,6 +56,7 @@ requests = sa.Table(
     sa.Column("completed_at", sa.String(40), nullable=True),
     sa.Column("outcome", sa.String(16), nullable=True),
     sa.Column("note", sa.Text, nullable=True),
+    sa.Column("certificate_sha256", sa.String(64), nullable=True),
 )
 
 
@@ -73,6 +74,7 @@ class RequestRow:
     completed_at: str | None
     outcome: str | None
     note: str | None
+    certificate_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,7 @@ def create_engine(url: str, *, must_exist: bool) -> Engine:
     if url.startswith("sqlite:///") and must_exist:
         path = Path(url[len("sqlite:///") :])
         if not path.exists():
-            raise WorkspaceError(
-                f"the workspace database {path} is missing; restore it or run `forget init` again"
-            )
+            raise WorkspaceError(f"the workspace database {path} is missing; restore it or run `forget init` again")
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as error:
@@ -147,9 +147,7 @@ class DataStore:
         found: set[str] = set()
         with self.engine.connect() as connection:
             for chunk in _chunks(keys, 500):
-                rows = connection.execute(
-                    sa.select(records.c.record_key).where(records.c.record_key.in_(chunk))
-                )
+                rows = connection.execute(sa.select(records.c.record_key).where(records.c.record_key.in_(chunk)))
                 found.update(row[0] for row in rows)
         return found
 
@@ -225,15 +223,11 @@ class DataStore:
 
     def checkpoint_map(self) -> dict[tuple[int, int], str]:
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest)
-            )
+            rows = connection.execute(sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest))
             return {(int(shard), int(slice_)): digest for shard, slice_, digest in rows}
 
     def set_checkpoint(self, connection: Connection, shard: int, slice_: int, digest: str) -> None:
-        connection.execute(
-            checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_))
-        )
+        connection.execute(checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_)))
         connection.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
 
     def slice_record_keys(self, connection: Connection, shard: int, slice_: int) -> list[str]:
@@ -268,9 +262,7 @@ class DataStore:
                 row = own.execute(query).first()
         return None if row is None else RequestRow(**row._mapping)
 
-    def find_requests(
-        self, *, states: Sequence[str] | None = None, subject_key: str | None = None
-    ) -> list[RequestRow]:
+    def find_requests(self, *, states: Sequence[str] | None = None, subject_key: str | None = None) -> list[RequestRow]:
         query = sa.select(requests).order_by(requests.c.deadline, requests.c.request_id)
         if states is not None:
             query = query.where(requests.c.state.in_(list(states)))
@@ -287,9 +279,7 @@ class DataStore:
             return
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            acquired = bool(
-                connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            )
+            acquired = bool(connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
             try:
                 yield acquired
             finally:

@@ -1,5 +1,8 @@
 """`forget demo`: the whole flow on scikit-learn's bundled digits, in a fresh workspace.
 
+Init, ingest, train, evaluate, file requests, `forget run`, verify the certificates offline,
+render one to HTML (and PDF when weasyprint is installed), verify the ledger.
+
 The digits (1,797 8x8 images) ship inside scikit-learn, so nothing is downloaded. Each image is
 given to a synthetic "writer" (about three images each) who plays the data subject.
 """
@@ -13,12 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from forget.config import TrainingSettings
-from forget.erasure import erase, plan_erasure, subject_records
 from forget.errors import ForgetError
 from forget.ingest import ColumnChoice, ingest_file
+from forget.jobs import run_job
+from forget.ledger_view import verify as verify_ledger
+from forget.requests import file_request
 from forget.serving import evaluate_file
-from forget.training import plan_training, shard_summaries, train
+from forget.training import plan_training, train
 from forget.workspace import InitOptions, init_workspace
+from ledger.keys import load_public_key
+from reports.cli_support import statement_of
+from reports.errors import CertificateFormatError
+from reports.render import render_html, render_pdf
+from reports.verify import verify_certificate
 from sisa.aggregation import Aggregation
 
 
@@ -49,9 +59,7 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
     say(f"data: scikit-learn digits, written to {train_csv} and {test_csv}")
 
     settings = TrainingSettings(epochs=30, batch_size=32, lr=3e-3)
-    workspace = init_workspace(
-        root / "workspace", InitOptions(shards=5, slices=4, seed=2026, training=settings)
-    )
+    workspace = init_workspace(root / "workspace", InitOptions(shards=5, slices=4, seed=2026, training=settings))
     say(f"workspace: {workspace.root} (5 shards x 4 slices, SQLite, local executor)")
     result = ingest_file(workspace, train_csv, ColumnChoice(subject="writer", label="digit"))
     say(f"ingested {result.rows} records of {result.subjects} writers")
@@ -64,16 +72,41 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
     say(f"held-out accuracy: ensemble {before.accuracy:.3f} (shards: {per_shard})")
 
     writers = ["w0001", "w0100", "w0420"]
-    plan = plan_erasure(workspace, subject_records(workspace, writers))
+    requests = [file_request(workspace, w)[0] for w in writers]
+    requests.append(file_request(workspace, "w9999")[0])  # never ingested: answered "no data held"
+    say(f"filed {len(requests)} erasure requests (one for a writer the workspace never held)")
     started = time.perf_counter()
-    erased = erase(workspace, plan, device)
+    summary = run_job(workspace, device=device)
     seconds = time.perf_counter() - started
-    rewound = ", ".join(f"shard {r.shard} from slice {r.from_slice}" for r in plan.rewinds)
-    say(f"erased {len(plan.record_keys)} records of writers {', '.join(writers)} in {seconds:.1f} s")
-    say(f"rewound and retrained: {rewound}")
-    say(f"purged {len(erased.purged)} checkpoints that had seen them; other shards were not touched")
+    say(
+        f"forget run: {summary.records_erased} records of {len(summary.completed)} writers erased,"
+        f" {len(summary.no_data)} request with no data held, shards {list(summary.shards_retrained)} retrained"
+        f" ({len(summary.shards_retrained)} of 5), {summary.checkpoints_purged} checkpoints purged, in {seconds:.1f} s"
+    )
     after = evaluate_file(workspace, test_csv, Aggregation.VOTE, device)
     say(f"held-out accuracy after erasure: ensemble {after.accuracy:.3f}")
-    for summary in shard_summaries(workspace):
-        say(f"  shard {summary.shard}: {summary.records} records, checkpoint {summary.latest_checkpoint}")
+
+    public_key = root / "public-key.pem"
+    public_key.write_bytes(workspace.public_key_pem())
+    for path in summary.certificates:
+        verified = verify_certificate(Path(path).read_bytes(), load_public_key(public_key))
+        proven = f"{verified.entries} ledger entries proven at tree size {verified.checkpoint.size}"
+        say(f"certificate {path}: valid, {proven}")
+    first = Path(summary.certificates[0])
+    html = first.with_suffix(".html")
+    statement = statement_of(first.read_bytes())
+    html.write_text(render_html(statement))
+    say(f"rendered {html}")
+    try:
+        pdf = first.with_suffix(".pdf")
+        pdf.write_bytes(render_pdf(statement))
+        say(f"rendered {pdf}")
+    except CertificateFormatError as error:
+        say(f"no PDF: {error}")
+    report = verify_ledger(workspace)
+    say(f"ledger verified: {report.entries} entries, {report.heads} signed heads")
+    say("")
+    say("an auditor checks a certificate with the certificate and the public key alone:")
+    say(f"  forget certificate verify {first} --public-key {public_key}")
+    say(f"workspace: {workspace.root}   (forget -w {workspace.root} status | ledger show | shards)")
     return root

@@ -54,9 +54,7 @@ def plan_erasure(workspace: Workspace, record_keys: Sequence[str]) -> ErasurePla
 def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[str]:
     """The record keys of raw subject ids (hashed on arrival; an unknown subject holds none)."""
     keys = [workspace.pseudonymiser.subject(s) for s in subject_ids]
-    return [
-        record for records in workspace.datastore.records_of_subjects(keys).values() for record in records
-    ]
+    return [record for records in workspace.datastore.records_of_subjects(keys).values() for record in records]
 
 
 def erase(

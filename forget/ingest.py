@@ -83,9 +83,7 @@ def _strings(table: pa.Table, column: str, path: Path, what: str) -> list[str]:
     return values
 
 
-def _numeric(
-    table: pa.Table, column: FeatureColumn | str, path: Path
-) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _numeric(table: pa.Table, column: FeatureColumn | str, path: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
     name = column if isinstance(column, str) else column.name
     array = table.column(name)
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_boolean(array.type):
@@ -129,9 +127,7 @@ def infer_schema(table: pa.Table, choice: ColumnChoice, path: Path) -> Schema:
         raise InputError(f"{path} has no feature columns besides the subject, label and id columns")
     labels = tuple(sorted(set(_strings(table, choice.label, path, "label"))))
     if len(labels) < 2:
-        raise InputError(
-            f"{path}: the label column {choice.label!r} has only one class; a classifier needs two"
-        )
+        raise InputError(f"{path}: the label column {choice.label!r} has only one class; a classifier needs two")
     schema = Schema(
         subject_column=choice.subject,
         label_column=choice.label,
@@ -196,9 +192,7 @@ def _resolve_schema(
             raise InputError(f"{flag} {given_name!r} differs from the schema's {expected!r}")
     if choice.input_shape is not None and choice.input_shape != schema.shape:
         raise InputError(f"--input-shape {choice.input_shape} differs from the schema's {schema.shape}")
-    return schema, ColumnChoice(
-        schema.subject_column, schema.label_column, schema.id_column, schema.input_shape
-    )
+    return schema, ColumnChoice(schema.subject_column, schema.label_column, schema.id_column, schema.input_shape)
 
 
 def ingest_file(
@@ -224,9 +218,7 @@ def ingest_file(
     for row, label in enumerate(_strings(table, schema.label_column, path, "label"), start=1):
         if label not in label_index:
             known = ", ".join(schema.labels)
-            raise InputError(
-                f"{path}: row {row} has label {label!r}, which the schema does not know ({known})"
-            )
+            raise InputError(f"{path}: row {row} has label {label!r}, which the schema does not know ({known})")
         labels.append(label_index[label])
     subjects = _strings(table, schema.subject_column, path, "subject id")
     pseudo = workspace.pseudonymiser
@@ -249,9 +241,7 @@ def ingest_file(
     already = store.existing_keys(record_keys)
     if already:
         row = next(i for i, key in enumerate(record_keys, start=1) if key in already)
-        raise InputError(
-            f"{path}: {len(already)} records are already in the workspace (the first at row {row})"
-        )
+        raise InputError(f"{path}: {len(already)} records are already in the workspace (the first at row {row})")
 
     rows = []
     for i, (record_key, subject_key) in enumerate(zip(record_keys, subject_keys, strict=True)):
@@ -263,9 +253,7 @@ def ingest_file(
             slices=config.slices,
             mode=config.placement,
         )
-        rows.append(
-            StoredRecord(record_key, subject_key, where.shard, where.slice, labels[i], features[i].tobytes())
-        )
+        rows.append(StoredRecord(record_key, subject_key, where.shard, where.slice, labels[i], features[i].tobytes()))
     earliest: dict[int, int] = {}
     for row_ in rows:
         earliest[row_.shard] = min(earliest.get(row_.shard, row_.slice), row_.slice)

@@ -9,7 +9,8 @@ resumes from and finishes exactly as an uninterrupted run would:
    dropped, with the plan (erasure.planned) and the new slice manifests, in one transaction;
 3. every checkpoint file the lineage no longer points at is deleted (erasure.checkpoints_purged);
 4. the rewound shards retrain from their last clean checkpoint (lineage.checkpoint per slice);
-5. the requests complete (request.completed), PostgreSQL vacuums, a tree head is signed.
+5. the requests complete (request.completed), PostgreSQL vacuums, a tree head is signed;
+6. each completed request gets its certificate (request.certified), even after a crash.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from forget.certificates import issue_certificates, uncertified
 from forget.erasure import ERASURE_PLANNED, ERASURE_PURGED, plan_erasure
 from forget.errors import InputError, JobLockedError
 from forget.lineage import sign_head, slice_manifests
@@ -79,14 +81,10 @@ def job_lock(workspace: Workspace) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise JobLockedError(
-                "another `forget run` is working on this workspace; nothing was changed"
-            ) from None
+            raise JobLockedError("another `forget run` is working on this workspace; nothing was changed") from None
         with workspace.datastore.advisory_lock(f"forget-run:{workspace.config.origin}") as acquired:
             if not acquired:
-                raise JobLockedError(
-                    "another `forget run` holds this workspace's database; nothing was changed"
-                )
+                raise JobLockedError("another `forget run` holds this workspace's database; nothing was changed")
             yield
     finally:
         handle.close()
@@ -120,6 +118,7 @@ class RunSummary:
     seconds: float = 0.0
     overdue: tuple[str, ...] = field(default_factory=tuple)
     """Requests completed after their deadline."""
+    certificates: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +130,7 @@ class RunSummary:
             "checkpoints_purged": self.checkpoints_purged,
             "seconds": round(self.seconds, 3),
             "completed_late": list(self.overdue),
+            "certificates": list(self.certificates),
         }
 
 
@@ -175,19 +175,25 @@ def run_job(
         moment = now or datetime.now(UTC)
         resumed, due = _select(workspace, due_within, limit, moment)
         if not resumed and not due:
-            return RunSummary(run_id=None, seconds=time.perf_counter() - started_clock)
+            # A job killed after completing requests but before certifying them finishes them now.
+            late = uncertified(workspace)
+            if late:
+                workspace.datastore.vacuum_records()
+                sign_head(workspace)
+            late_certificates = issue_certificates(workspace, late)
+            return RunSummary(
+                run_id=None,
+                certificates=tuple(str(p) for p in late_certificates),
+                seconds=time.perf_counter() - started_clock,
+            )
         run_id = f"run_{secrets.token_hex(8)}"
         store = workspace.datastore
         ledger = workspace.ledger
 
         with store.engine.begin() as connection:
             for request in due:
-                store.update_request(
-                    connection, request.request_id, state=RequestState.RUNNING.value, run_id=run_id
-                )
-            ledger.append(
-                connection, [(STARTED, {"request_id": r.request_id, "run_id": run_id}) for r in due]
-            )
+                store.update_request(connection, request.request_id, state=RequestState.RUNNING.value, run_id=run_id)
+            ledger.append(connection, [(STARTED, {"request_id": r.request_id, "run_id": run_id}) for r in due])
         _crash_point("started")
 
         batch = [*resumed, *due]
@@ -292,6 +298,7 @@ def run_job(
         _crash_point("completed")
         store.vacuum_records()
         sign_head(workspace)
+        certificates = issue_certificates(workspace, uncertified(workspace))
         return RunSummary(
             run_id=run_id,
             completed=tuple(completed),
@@ -301,4 +308,5 @@ def run_job(
             checkpoints_purged=len(purged),
             seconds=time.perf_counter() - started_clock,
             overdue=tuple(late),
+            certificates=tuple(str(p) for p in certificates),
         )

@@ -60,9 +60,7 @@ def prove(workspace: Workspace, index: int, tree_size: int | None = None) -> Inc
     leaf = merkle.leaf_hash(stored.entry)
     merkle.verify_inclusion(leaf, index, size, proof, root)
     if head is not None and head.root_hash != root:
-        raise LedgerError(
-            f"the stored tree of size {size} does not match its signed head: run `forget ledger verify`"
-        )
+        raise LedgerError(f"the stored tree of size {size} does not match its signed head: run `forget ledger verify`")
     return InclusionProof(
         index, size, leaf.hex(), tuple(p.hex() for p in proof), root.hex(), head.note if head else None
     )
@@ -94,8 +92,18 @@ def verify(workspace: Workspace) -> VerifyReport:
         return workspace.ledger.verify(connection)
 
 
+def consistency_bundle(workspace: Workspace, old_size: int) -> dict[str, Any]:
+    """The latest signed head and a proof that it extends the tree of `old_size` (RFC 9162 2.1.4)."""
+    with workspace.datastore.engine.connect() as connection:
+        head = store.latest_head(connection)
+        if head is None:
+            raise LedgerError("the ledger has no signed head yet")
+        if not 0 < old_size <= head.size:
+            raise LedgerError(f"--consistency-from must be between 1 and the head's size {head.size}")
+        proof = store.consistency_proof(connection, old_size, head.size)
+    return {"note": head.note, "consistency_from": old_size, "consistency_proof": [h.hex() for h in proof]}
+
+
 def public_keys(workspace: Workspace) -> tuple[str, str]:
     """The signing key's public half as PEM, and as a C2SP note verifier key."""
-    return workspace.public_key_pem().decode(), verifier_key(
-        workspace.config.origin, workspace.ledger.public_key
-    )
+    return workspace.public_key_pem().decode(), verifier_key(workspace.config.origin, workspace.ledger.public_key)

@@ -39,9 +39,7 @@ def current_revision(engine: Engine) -> str | None:
 def check_revision(engine: Engine) -> None:
     revision = current_revision(engine)
     if revision is None:
-        raise WorkspaceError(
-            "the workspace database has no forget schema; run `forget init` for a new workspace"
-        )
+        raise WorkspaceError("the workspace database has no forget schema; run `forget init` for a new workspace")
     if revision != HEAD_REVISION:
         raise WorkspaceError(
             f"the workspace database is at schema revision {revision}, this forget needs {HEAD_REVISION}"

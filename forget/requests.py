@@ -192,9 +192,7 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
     deadline = add_months(request.received_at, DEADLINE_MONTHS + extended)
     store = workspace.datastore
     with store.engine.begin() as connection:
-        store.update_request(
-            connection, request.request_id, deadline=format_time(deadline), extended_months=extended
-        )
+        store.update_request(connection, request.request_id, deadline=format_time(deadline), extended_months=extended)
         payload = {
             "request_id": request.request_id,
             "months": months,
@@ -211,9 +209,5 @@ def list_requests(
 ) -> list[ErasureRequest]:
     if request_id is not None:
         return [get_request(workspace, request_id)]
-    subject_key = (
-        workspace.pseudonymiser.subject(check_subject_id(subject_id)) if subject_id is not None else None
-    )
-    return [
-        ErasureRequest.from_row(row) for row in workspace.datastore.find_requests(subject_key=subject_key)
-    ]
+    subject_key = workspace.pseudonymiser.subject(check_subject_id(subject_id)) if subject_id is not None else None
+    return [ErasureRequest.from_row(row) for row in workspace.datastore.find_requests(subject_key=subject_key)]

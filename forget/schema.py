@@ -44,9 +44,7 @@ class FeatureColumn:
         if kind is ColumnKind.NUMERIC:
             scale = float(data.get("scale", 1.0))
             if not math.isfinite(scale) or scale == 0:
-                raise InputError(
-                    f"schema column {data['name']!r} has scale {scale}; it must be finite and non-zero"
-                )
+                raise InputError(f"schema column {data['name']!r} has scale {scale}; it must be finite and non-zero")
             return cls(data["name"], kind, center=float(data.get("center", 0.0)), scale=scale)
         return cls(data["name"], kind, categories=tuple(str(c) for c in data["categories"]))
 

@@ -75,9 +75,7 @@ def shard_probabilities(
     return np.stack(out)
 
 
-def encode_file(
-    workspace: Workspace, path: Path, need_labels: bool
-) -> tuple[np.ndarray[Any, Any], list[int] | None]:
+def encode_file(workspace: Workspace, path: Path, need_labels: bool) -> tuple[np.ndarray[Any, Any], list[int] | None]:
     schema = _schema(workspace)
     table = read_table(path, [schema.label_column])
     missing = [f.name for f in schema.features if f.name not in table.column_names]
@@ -97,17 +95,13 @@ def encode_file(
     return features, labels
 
 
-def predict_file(
-    workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto"
-) -> Predictions:
+def predict_file(workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto") -> Predictions:
     features, _ = encode_file(workspace, path, need_labels=False)
     probabilities = shard_probabilities(workspace, features, device)
     return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities)
 
 
-def evaluate_file(
-    workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto"
-) -> Evaluation:
+def evaluate_file(workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto") -> Evaluation:
     features, labels = encode_file(workspace, path, need_labels=True)
     assert labels is not None
     return evaluate_arrays(shard_probabilities(workspace, features, device), np.asarray(labels), aggregation)

@@ -165,7 +165,5 @@ def shard_summaries(workspace: Workspace) -> list[ShardSummary]:
     out = []
     for shard in range(workspace.config.shards):
         trained = sum(1 for s in range(slices) if (shard, s) in existing)
-        out.append(
-            ShardSummary(shard, counts.get(shard, 0), trained, slices, existing.get((shard, slices - 1)))
-        )
+        out.append(ShardSummary(shard, counts.get(shard, 0), trained, slices, existing.get((shard, slices - 1))))
     return out

@@ -101,9 +101,7 @@ class Workspace:
 def init_workspace(root: Path, options: InitOptions) -> Workspace:
     """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
     if options.shards < 1 or options.slices < 1:
-        raise InputError(
-            f"--shards and --slices must be at least 1 (got {options.shards} and {options.slices})"
-        )
+        raise InputError(f"--shards and --slices must be at least 1 (got {options.shards} and {options.slices})")
     if options.training.epochs <= 0 or options.training.batch_size < 1 or options.training.lr <= 0:
         raise InputError("--epochs and --lr must be positive and --batch-size at least 1")
     if (root / CONFIG_NAME).exists():

@@ -39,9 +39,7 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as error:
-        raise KeyFileError(
-            f"signing key {path} needs a passphrase (or was given one it does not need)"
-        ) from error
+        raise KeyFileError(f"signing key {path} needs a passphrase (or was given one it does not need)") from error
     except (ValueError, UnsupportedAlgorithm) as error:
         raise KeyFileError(f"{path} is not a readable PEM private key, or the passphrase is wrong") from error
     if not isinstance(key, Ed25519PrivateKey):
@@ -54,10 +52,14 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
         data = path.read_bytes()
     except OSError as error:
         raise KeyFileError(f"cannot read public key {path}: {error.strerror}") from error
+    return load_public_key_bytes(data, str(path))
+
+
+def load_public_key_bytes(data: bytes, name: str = "the public key") -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as error:
-        raise KeyFileError(f"{path} is not a PEM public key") from error
+        raise KeyFileError(f"{name} is not a PEM public key") from error
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 public key")
+        raise KeyFileError(f"{name} holds a {type(key).__name__}, not an Ed25519 public key")
     return key

@@ -126,9 +126,7 @@ class Ledger:
             raise VerificationError(f"signed head is for log {checkpoint.origin!r}, not {self.origin!r}")
         return checkpoint
 
-    def inclusion(
-        self, connection: Connection, index: int, tree_size: int | None = None
-    ) -> tuple[list[bytes], int]:
+    def inclusion(self, connection: Connection, index: int, tree_size: int | None = None) -> tuple[list[bytes], int]:
         """Inclusion proof of entry `index` in the tree of `tree_size` (default: the latest head)."""
         if tree_size is None:
             head = store.latest_head(connection)
@@ -136,9 +134,7 @@ class Ledger:
                 raise LedgerError(f"no signed head covers entry {index} yet")
             tree_size = head.size
         if not 0 <= index < tree_size <= store.size(connection):
-            raise LedgerError(
-                f"entry {index} is not in a tree of {tree_size} (the log has {store.size(connection)})"
-            )
+            raise LedgerError(f"entry {index} is not in a tree of {tree_size} (the log has {store.size(connection)})")
         return store.inclusion_proof(connection, index, tree_size), tree_size
 
     # -- verification ---------------------------------------------------------------------
@@ -162,14 +158,10 @@ class Ledger:
             except (ValueError, KeyError, TypeError) as error:
                 raise VerificationError(f"entry {count} is not a readable ledger entry: {error}") from error
             if (entry.index, entry.kind, entry.time) != (stored.seq, stored.kind, stored.time):
-                raise VerificationError(
-                    f"entry {count}: its stored index, kind or time differ from its payload"
-                )
+                raise VerificationError(f"entry {count}: its stored index, kind or time differ from its payload")
             leaf = merkle.leaf_hash(stored.entry)
             if leaf != stored.leaf_hash:
-                raise VerificationError(
-                    f"entry {count} ({stored.kind}) was changed: its leaf hash does not match"
-                )
+                raise VerificationError(f"entry {count} ({stored.kind}) was changed: its leaf hash does not match")
             stack.append((1, leaf))
             count += 1
             while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:

@@ -193,9 +193,7 @@ def _consistency_length(old_size: int, size: int) -> int:
     return seed + _inclusion_length(old_size - 1, size) - shift
 
 
-def verify_inclusion(
-    leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes
-) -> None:
+def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes) -> None:
     """Check that `proof` shows `leaf_hash` at `index` in the tree of `tree_size` with `root`.
 
     This is the algorithm of RFC 9162 section 2.1.3.2. Raises `VerificationError` when the proof
@@ -231,14 +229,11 @@ def verify_inclusion(
         raise wrong_length()
     if r != root:
         raise VerificationError(
-            f"root mismatch: the inclusion proof for index {index} in a tree of {tree_size} "
-            "leads to a different root"
+            f"root mismatch: the inclusion proof for index {index} in a tree of {tree_size} leads to a different root"
         )
 
 
-def verify_consistency(
-    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
     """Check that the tree of `new_size` with `new_root` extends the tree of `old_size` with `old_root`.
 
     This is the algorithm of RFC 9162 section 2.1.4.2, plus the two trivial cases it leaves out:

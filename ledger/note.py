@@ -111,9 +111,7 @@ def parse_verifier_key(vkey: str) -> tuple[str, Ed25519PublicKey]:
     if not material:
         raise NoteError("verifier key material is not standard base64")
     if material[0] != ED25519_SIGNATURE_TYPE:
-        raise NoteError(
-            f"verifier key has signature type 0x{material[0]:02x}; only Ed25519 (0x01) is supported"
-        )
+        raise NoteError(f"verifier key has signature type 0x{material[0]:02x}; only Ed25519 (0x01) is supported")
     if len(material) != 1 + _ED25519_KEY_SIZE:
         raise NoteError(f"verifier key holds {len(material) - 1} key bytes; an Ed25519 key has 32")
     public_key = Ed25519PublicKey.from_public_bytes(material[1:])
@@ -197,11 +195,7 @@ class Checkpoint:
             raise NoteError("checkpoint origin is empty")
         if "\n" in self.origin or _CONTROL.search(self.origin) or not _is_utf8(self.origin):
             raise NoteError("checkpoint origin must be one line of UTF-8 text without control characters")
-        if (
-            isinstance(self.size, bool)
-            or not isinstance(self.size, int)
-            or not 0 <= self.size <= _MAX_TREE_SIZE
-        ):
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 0 <= self.size <= _MAX_TREE_SIZE:
             raise NoteError(f"checkpoint size {self.size!r} is not an integer in 0..2**64-1")
         if not isinstance(self.root_hash, bytes) or len(self.root_hash) != _HASH_SIZE:
             raise NoteError(f"checkpoint root hash must be {_HASH_SIZE} bytes")

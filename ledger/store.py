@@ -134,9 +134,7 @@ def _fetch(connection: Connection, ranges: Sequence[tuple[int, int]]) -> dict[tu
         found.update({(int(seq), int(seq) + 1): bytes(h) for seq, h in connection.execute(query)})
     if inner:
         condition = sa.tuple_(nodes.c.level, nodes.c.idx).in_(inner)
-        for level, idx, h in connection.execute(
-            sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(condition)
-        ):
+        for level, idx, h in connection.execute(sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(condition)):
             found[(int(idx) << int(level), (int(idx) + 1) << int(level))] = bytes(h)
     return found
 
@@ -160,9 +158,7 @@ class _Lookup:
         try:
             return self.hashes[(start, end)]
         except KeyError:
-            raise merkle.TreeRangeError(
-                f"the ledger store has no hash for leaves {start}..{end - 1}"
-            ) from None
+            raise merkle.TreeRangeError(f"the ledger store has no hash for leaves {start}..{end - 1}") from None
 
 
 def root(connection: Connection, tree_size: int) -> bytes:
@@ -243,9 +239,7 @@ def read_nodes_in_completion_order(connection: Connection) -> Iterator[tuple[int
 
 
 def add_head(connection: Connection, head: StoredHead) -> None:
-    connection.execute(
-        heads.insert().values(size=head.size, root_hash=head.root_hash, time=head.time, note=head.note)
-    )
+    connection.execute(heads.insert().values(size=head.size, root_hash=head.root_hash, time=head.time, note=head.note))
 
 
 def latest_head(connection: Connection) -> StoredHead | None:

@@ -20,9 +20,7 @@ class Aggregation(StrEnum):
     """Argmax of the mean of the shards' probabilities."""
 
 
-def predict_proba(
-    model: nn.Module, features: FloatArray, device: torch.device, batch_size: int = 4096
-) -> FloatArray:
+def predict_proba(model: nn.Module, features: FloatArray, device: torch.device, batch_size: int = 4096) -> FloatArray:
     model.eval()
     model.to(device)
     chunks = []

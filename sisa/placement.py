@@ -31,9 +31,7 @@ def _bucket(purpose: str, seed: int, key: str, buckets: int) -> int:
     return int.from_bytes(digest[:8], "big") % buckets
 
 
-def place(
-    record_key: str, subject_key: str, *, seed: int, shards: int, slices: int, mode: PlacementMode
-) -> Placement:
+def place(record_key: str, subject_key: str, *, seed: int, shards: int, slices: int, mode: PlacementMode) -> Placement:
     """Where a record lives. Keys are the keyed (HMAC) identifiers, never raw ones."""
     if shards < 1 or slices < 1:
         raise ValueError(f"shards and slices must be at least 1, got {shards} and {slices}")

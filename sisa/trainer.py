@@ -179,9 +179,7 @@ def train_shard(
         torch.manual_seed(derive_seed(config.seed, "torch", task.shard))
         if task.start_slice > 0:
             if task.resume_digest is None:
-                raise CheckpointError(
-                    f"shard {task.shard}: resuming at slice {task.start_slice} needs a checkpoint"
-                )
+                raise CheckpointError(f"shard {task.shard}: resuming at slice {task.start_slice} needs a checkpoint")
             state = decode_checkpoint(store.get(task.resume_digest))
             meta = state["meta"]
             if (meta["shard"], meta["slice"], meta["config"]) != (
@@ -234,9 +232,7 @@ def train_shard(
     return digests
 
 
-def load_model(
-    data: bytes, config: TrainingConfig, shard: int, input_shape: Sequence[int], classes: int
-) -> nn.Module:
+def load_model(data: bytes, config: TrainingConfig, shard: int, input_shape: Sequence[int], classes: int) -> nn.Module:
     """A shard's model from checkpoint bytes, in eval mode, on the CPU."""
     state = decode_checkpoint(data)
     model = new_model(config, shard, input_shape, classes)

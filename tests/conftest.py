@@ -19,9 +19,7 @@ import pytest
 POSTGRES_ENV = "FORGET_TEST_POSTGRES_URL"
 
 
-def write_tabular_csv(
-    path: Path, rows: int = 240, seed: int = 7, subjects: int | None = None
-) -> list[dict[str, str]]:
+def write_tabular_csv(path: Path, rows: int = 240, seed: int = 7, subjects: int | None = None) -> list[dict[str, str]]:
     """Three classes from Gaussian blobs, a categorical column, 1-3 records per subject."""
     rng = np.random.default_rng(seed)
     subject_count = subjects or rows // 2

@@ -22,9 +22,7 @@ COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-colum
 ERASED = ["person-0003", "person-0010", "person-0042", "person-0009"]
 
 
-def build(
-    tmp_path: Path, name: str, database_url: str, records: list[dict[str, str]], *extra: object
-) -> Path:
+def build(tmp_path: Path, name: str, database_url: str, records: list[dict[str, str]], *extra: object) -> Path:
     ws = tmp_path / name
     write_rows(tmp_path / f"{name}.csv", records)
     cli(*init_args(ws, database_url, *extra))
@@ -81,14 +79,12 @@ def test_request_status_run_status_equals_training_without_them(
     dry = cli_json("-w", ws, "run", "--dry-run")
     assert len(dry["due"]) == 5 and dry["records"] > 0
     assert digests(ws) == before
-    assert {
-        r["state"] for r in json.loads(cli("-w", ws, "status", "--json", expect=4).stdout)["requests"]
-    } == {"pending"}
+    assert {r["state"] for r in json.loads(cli("-w", ws, "status", "--json", expect=4).stdout)["requests"]} == {
+        "pending"
+    }
     summary = cli_json("-w", ws, "run", "--device", "cpu")
     assert len(summary["completed"]) == 4 and len(summary["no_data"]) == 1
-    assert summary["completed_late"] and len(summary["shards_retrained"]) == len(
-        set(summary["shards_retrained"])
-    )
+    assert summary["completed_late"] and len(summary["shards_retrained"]) == len(set(summary["shards_retrained"]))
     after = cli_json("-w", ws, "status")
     assert after["overdue"] == 0 and {r["state"] for r in after["requests"]} == {"completed"}
     assert cli_json("-w", ws, "run")["run_id"] is None  # nothing left: idempotent
@@ -98,15 +94,9 @@ def test_request_status_run_status_equals_training_without_them(
                   retained, "--keys-from", ws)  # fmt: skip
     assert digests(ws) == digests(fresh)
     cli("-w", ws, "ledger", "verify")
-    kinds = [
-        json.loads(line)["kind"] for line in cli("-w", ws, "ledger", "show", "--json").stdout.splitlines()
-    ]
+    kinds = [json.loads(line)["kind"] for line in cli("-w", ws, "ledger", "show", "--json").stdout.splitlines()]
     assert kinds.count("request.received") == 5 and kinds.count("request.completed") == 5
-    assert (
-        kinds.index("erasure.planned")
-        < kinds.index("erasure.checkpoints_purged")
-        < kinds.index("request.completed")
-    )
+    assert kinds.index("erasure.planned") < kinds.index("erasure.checkpoints_purged") < kinds.index("request.completed")
 
 
 @pytest.mark.parametrize("step", ["started", "erased", "purged", "retraining", "retrained", "completed"])

@@ -89,9 +89,7 @@ def test_empty_files_and_reingestion(workspace: Path, tmp_path: Path) -> None:
     assert "is empty" in cli("-w", workspace, "ingest", tmp_path / "empty.csv", *COLUMNS, expect=2).stderr
     (tmp_path / "header.csv").write_text("subject,record,x1,label\n")
     assert "no rows" in cli("-w", workspace, "ingest", tmp_path / "header.csv", *COLUMNS, expect=2).stderr
-    assert (
-        "does not exist" in cli("-w", workspace, "ingest", tmp_path / "nope.csv", *COLUMNS, expect=2).stderr
-    )
+    assert "does not exist" in cli("-w", workspace, "ingest", tmp_path / "nope.csv", *COLUMNS, expect=2).stderr
     write_tabular_csv(tmp_path / "d.csv", rows=20)
     cli("-w", workspace, "ingest", tmp_path / "d.csv", *COLUMNS)
     before = snapshot(workspace)

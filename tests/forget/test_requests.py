@@ -49,9 +49,7 @@ def test_filing_is_idempotent_and_extension_is_bounded(tmp_path: Path) -> None:
     assert "alice" not in first.subject_key
     extended = extend_request(ws, first.request_id, 1, "many requests this month")
     assert extended.deadline == datetime(2026, 5, 31, 12, 0, tzinfo=UTC)
-    assert extend_request(ws, first.request_id, 1, "still complex").deadline == datetime(
-        2026, 6, 30, 12, tzinfo=UTC
-    )
+    assert extend_request(ws, first.request_id, 1, "still complex").deadline == datetime(2026, 6, 30, 12, tzinfo=UTC)
     with pytest.raises(InputError, match="allows 2 in all"):
         extend_request(ws, first.request_id, 1, "more")
     with pytest.raises(InputError, match="needs a --reason"):

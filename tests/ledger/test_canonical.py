@@ -25,9 +25,7 @@ def test_reference_implementation_vectors(case: dict[str, str]) -> None:
     assert canonical_json(json.loads(case["input"])) == case["output"].encode("utf-8")
 
 
-@pytest.mark.parametrize(
-    ("bits", "expected"), APPENDIX_B["samples"], ids=[s[0] for s in APPENDIX_B["samples"]]
-)
+@pytest.mark.parametrize(("bits", "expected"), APPENDIX_B["samples"], ids=[s[0] for s in APPENDIX_B["samples"]])
 def test_appendix_b_numbers(bits: str, expected: str | None) -> None:
     (number,) = struct.unpack(">d", bytes.fromhex(bits))
     if expected is None:
@@ -128,14 +126,10 @@ def test_error_belongs_to_the_ledger_family() -> None:
     assert issubclass(CanonicalizationError, LedgerError)
 
 
-json_scalars = (
-    st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
-)
+json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
 json_values = st.recursive(
     json_scalars,
-    lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
-    ),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
     max_leaves=20,
 )
 

@@ -142,9 +142,7 @@ def test_inclusion_proof_vectors(vector: dict[str, Any]) -> None:
     verify_inclusion(CT_LEAVES[index], index, size, expected, CT_ROOTS[size])
 
 
-@pytest.mark.parametrize(
-    "vector", VECTORS["consistency_proofs"], ids=lambda v: f"{v['old_size']}:{v['new_size']}"
-)
+@pytest.mark.parametrize("vector", VECTORS["consistency_proofs"], ids=lambda v: f"{v['old_size']}:{v['new_size']}")
 def test_consistency_proof_vectors(vector: dict[str, Any]) -> None:
     old, new = vector["old_size"], vector["new_size"]
     expected = [bytes.fromhex(value) for value in vector["proof"]]
@@ -170,9 +168,7 @@ def test_inclusion_proof_shapes(shape: dict[str, Any]) -> None:
     assert inclusion_proof(index, LEAVES[:size]) == expected
 
 
-@pytest.mark.parametrize(
-    "shape", VECTORS["consistency_shapes"], ids=lambda v: f"{v['old_size']}:{v['new_size']}"
-)
+@pytest.mark.parametrize("shape", VECTORS["consistency_shapes"], ids=lambda v: f"{v['old_size']}:{v['new_size']}")
 def test_consistency_proof_shapes(shape: dict[str, Any]) -> None:
     old, new = shape["old_size"], shape["new_size"]
     expected = [REFERENCE.mth(start, end) for start, end in _shape_ranges(shape["nodes"], shape["rehash"])]
@@ -220,9 +216,7 @@ def _inclusion_probes(
 def test_inclusion_corruption_probes(vector: dict[str, Any]) -> None:
     index, size = vector["index"], vector["size"]
     proof = [bytes.fromhex(value) for value in vector["proof"]]
-    for desc, leaf, i, n, changed, root in _inclusion_probes(
-        index, size, proof, CT_ROOTS[size], CT_LEAVES[index]
-    ):
+    for desc, leaf, i, n, changed, root in _inclusion_probes(index, size, proof, CT_ROOTS[size], CT_LEAVES[index]):
         with pytest.raises(VerificationError):
             verify_inclusion(leaf, i, n, changed, root)
             pytest.fail(f"verified against: {desc}")
@@ -265,9 +259,7 @@ def _consistency_probes(
 def test_consistency_corruption_probes(vector: dict[str, Any]) -> None:
     old, new = vector["old_size"], vector["new_size"]
     proof = [bytes.fromhex(value) for value in vector["proof"]]
-    for desc, m, n, old_root, new_root, changed in _consistency_probes(
-        old, new, CT_ROOTS[old], CT_ROOTS[new], proof
-    ):
+    for desc, m, n, old_root, new_root, changed in _consistency_probes(old, new, CT_ROOTS[old], CT_ROOTS[new], proof):
         with pytest.raises(VerificationError):
             verify_consistency(m, n, old_root, new_root, changed)
             pytest.fail(f"verified against: {desc}")
@@ -309,9 +301,7 @@ def test_inclusion_messages() -> None:
         match=r"^inclusion proof has the wrong length for index 3 in a tree of 8: 2 hashes, expected 3$",
     ):
         verify_inclusion(leaves[3], 3, 8, proof[:2], root)
-    with pytest.raises(
-        VerificationError, match=r"wrong length for index 3 in a tree of 8: 4 hashes, expected 3"
-    ):
+    with pytest.raises(VerificationError, match=r"wrong length for index 3 in a tree of 8: 4 hashes, expected 3"):
         verify_inclusion(leaves[3], 3, 8, [*proof, SOME_HASH], root)
     with pytest.raises(VerificationError, match=r"^root mismatch: the inclusion proof for index 3"):
         verify_inclusion(leaves[4], 3, 8, proof, root)
@@ -363,13 +353,9 @@ def test_consistency_trivial_cases() -> None:
     verify_consistency(0, 2, EMPTY_ROOT, root2, [])
     verify_consistency(1, 1, root1, root1, [])
     verify_consistency(2, 2, root2, root2, [])
-    with pytest.raises(
-        VerificationError, match=r"^root mismatch: two different roots for the same tree size 1$"
-    ):
+    with pytest.raises(VerificationError, match=r"^root mismatch: two different roots for the same tree size 1$"):
         verify_consistency(1, 1, root1, root2, [])
-    with pytest.raises(
-        VerificationError, match=r"^root mismatch: two different roots for the same tree size 0$"
-    ):
+    with pytest.raises(VerificationError, match=r"^root mismatch: two different roots for the same tree size 0$"):
         verify_consistency(0, 0, EMPTY_ROOT, root2, [])
     with pytest.raises(VerificationError, match=r"^old root mismatch: a tree of size 0 has the empty root$"):
         verify_consistency(0, 1, root1, root1, [])
@@ -526,9 +512,7 @@ fast = settings(max_examples=60, deadline=None)
 
 @fast
 @given(case=inclusion_cases(), bit=bits, data=st.data())
-def test_inclusion_bit_flip_is_caught(
-    case: tuple[int, int, list[bytes], bytes], bit: int, data: st.DataObject
-) -> None:
+def test_inclusion_bit_flip_is_caught(case: tuple[int, int, list[bytes], bytes], bit: int, data: st.DataObject) -> None:
     index, size, proof, root = case
     leaf = LEAVES[index]
     target = data.draw(st.sampled_from(["leaf", "root"] + [f"proof {i}" for i in range(len(proof))]))
@@ -559,9 +543,7 @@ def test_inclusion_truncated_or_extended_proof_is_caught(
 
 @fast
 @given(case=inclusion_cases(), data=st.data())
-def test_inclusion_wrong_index_is_caught(
-    case: tuple[int, int, list[bytes], bytes], data: st.DataObject
-) -> None:
+def test_inclusion_wrong_index_is_caught(case: tuple[int, int, list[bytes], bytes], data: st.DataObject) -> None:
     index, size, proof, root = case
     other = data.draw(st.integers(min_value=-2, max_value=size + 2).filter(lambda i: i != index))
     with pytest.raises(VerificationError):

@@ -13,9 +13,7 @@ keys = st.text(alphabet="0123456789abcdef", min_size=8, max_size=16)
 records = st.dictionaries(keys, keys, min_size=1, max_size=40)  # record key -> subject key
 
 
-def place_all(
-    recs: dict[str, str], mode: PlacementMode, shards: int = 7, slices: int = 5
-) -> dict[str, Placement]:
+def place_all(recs: dict[str, str], mode: PlacementMode, shards: int = 7, slices: int = 5) -> dict[str, Placement]:
     return {r: place(r, s, seed=11, shards=shards, slices=slices, mode=mode) for r, s in recs.items()}
 
 
@@ -64,12 +62,8 @@ def test_pinned_value_keeps_placement_stable_across_releases() -> None:
 
 
 def _expected_pinned() -> tuple[int, int]:
-    shard = (
-        int.from_bytes(hashlib.sha256(b"forget/placement/v1\x00shard\x0042\x00def").digest()[:8], "big") % 20
-    )
-    slice_ = (
-        int.from_bytes(hashlib.sha256(b"forget/placement/v1\x00slice\x0042\x00abc").digest()[:8], "big") % 10
-    )
+    shard = int.from_bytes(hashlib.sha256(b"forget/placement/v1\x00shard\x0042\x00def").digest()[:8], "big") % 20
+    slice_ = int.from_bytes(hashlib.sha256(b"forget/placement/v1\x00slice\x0042\x00abc").digest()[:8], "big") % 10
     return shard, slice_
 
 

@@ -43,9 +43,7 @@ def test_resuming_from_a_checkpoint_equals_training_through(tmp_path: Path) -> N
     store = CheckpointStore(tmp_path)
     slices = make_slices([10, 7, 9])
     full = train_shard(ShardTask(1, slices, (4,), 2), config(), store, CPU)
-    resumed = train_shard(
-        ShardTask(1, slices, (4,), 2, start_slice=2, resume_digest=full[1]), config(), store, CPU
-    )
+    resumed = train_shard(ShardTask(1, slices, (4,), 2, start_slice=2, resume_digest=full[1]), config(), store, CPU)
     assert resumed == full[2:]
 
 
@@ -62,13 +60,9 @@ def test_a_checkpoint_of_another_shard_or_config_is_refused(tmp_path: Path) -> N
     slices = make_slices([5, 5, 5])
     digests = train_shard(ShardTask(0, slices, (4,), 2), config(), store, CPU)
     with pytest.raises(CheckpointError, match="is for shard 0 slice 0"):
-        train_shard(
-            ShardTask(1, slices, (4,), 2, start_slice=1, resume_digest=digests[0]), config(), store, CPU
-        )
+        train_shard(ShardTask(1, slices, (4,), 2, start_slice=1, resume_digest=digests[0]), config(), store, CPU)
     with pytest.raises(CheckpointError, match="under another config"):
-        train_shard(
-            ShardTask(0, slices, (4,), 2, start_slice=1, resume_digest=digests[0]), config(lr=0.5), store, CPU
-        )
+        train_shard(ShardTask(0, slices, (4,), 2, start_slice=1, resume_digest=digests[0]), config(lr=0.5), store, CPU)
 
 
 def test_a_corrupt_or_missing_checkpoint_is_detected(tmp_path: Path) -> None:
@@ -91,9 +85,7 @@ def test_empty_slices_and_fractional_passes() -> None:
 
 
 def test_shards_with_empty_slices_still_train(tmp_path: Path) -> None:
-    digests = train_shard(
-        ShardTask(0, make_slices([0, 3, 0]), (4,), 2), config(), CheckpointStore(tmp_path), CPU
-    )
+    digests = train_shard(ShardTask(0, make_slices([0, 3, 0]), (4,), 2), config(), CheckpointStore(tmp_path), CPU)
     assert len(set(digests)) == 3
 
 

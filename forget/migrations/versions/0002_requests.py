@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.String(40), nullable=True),
         sa.Column("outcome", sa.String(16), nullable=True),
         sa.Column("note", sa.Text, nullable=True),
+        sa.Column("certificate_sha256", sa.String(64), nullable=True),
     )
 
 
