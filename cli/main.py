@@ -107,6 +107,12 @@ def init(
     out.print(f"created workspace {ws.root} ({shape}, model {model}, seed {ws.config.seed})")
 
 
+def _executor_kind(name: str | None) -> str | None:
+    if name is not None and name not in ("local", "dask"):
+        raise typer.BadParameter("use local or dask", param_hint="--executor")
+    return name
+
+
 def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
@@ -164,15 +170,18 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     shard: Annotated[list[int] | None, typer.Option(help="Train only this shard (repeatable).")] = None,
     from_scratch: Annotated[bool, typer.Option(help="Discard the selected shards' checkpoints first.")] = False,
+    executor: Annotated[str | None, typer.Option(help="local or dask (default: forget.toml [executor]).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, tcp://HOST:PORT.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Train each shard slice by slice, with a checkpoint after every slice; resumes where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from forget.training import plan_training, restart_shards
+    from forget.training import executor_for, plan_training, restart_shards
     from forget.training import train as train_shards
 
     ws = workspace()
+    chosen = executor_for(ws, _executor_kind(executor), scheduler)
     if from_scratch:
         restart_shards(ws, shard)
     plans = plan_training(ws, shard)
@@ -188,7 +197,7 @@ def train(
         disable=as_json or not err.is_terminal,
     ) as progress:
         task = progress.add_task("train", total=total)
-        trained = train_shards(ws, plans, device, on_slice=lambda _: progress.advance(task))
+        trained = train_shards(ws, plans, device, on_slice=lambda _: progress.advance(task), executor=chosen)
     elapsed = time.perf_counter() - started
     if as_json:
         emit_json({"shards_trained": sorted(trained), "slices_trained": total, "seconds": round(elapsed, 3)})
@@ -386,12 +395,15 @@ def run_requests(
     limit: Annotated[int | None, typer.Option(help="At most this many new requests.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the plan; change nothing.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    executor: Annotated[str | None, typer.Option(help="local or dask (default: forget.toml [executor]).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, tcp://HOST:PORT.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Carry out pending erasure requests as one batch: one rewind and retrain per affected shard."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from forget.jobs import parse_duration, plan_run, run_job
+    from forget.training import executor_for
 
     window = parse_duration(due_within) if due_within is not None else None
     ws = workspace()
@@ -410,7 +422,8 @@ def run_requests(
         console=err, disable=as_json or not err.is_terminal,
     ) as progress:  # fmt: skip
         task = progress.add_task("retrain", total=None)
-        summary = run_job(ws, window, limit, device, on_slice=lambda _: progress.advance(task))
+        chosen = executor_for(ws, _executor_kind(executor), scheduler)
+        summary = run_job(ws, window, limit, device, on_slice=lambda _: progress.advance(task), executor=chosen)
     if as_json:
         emit_json(summary.to_dict())
         return

@@ -6,6 +6,7 @@ import os
 import tempfile
 import tomllib
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,21 @@ class TrainingSettings:
     threads: int = 1
 
 
+class ExecutorKind(StrEnum):
+    LOCAL = "local"
+    DASK = "dask"
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    kind: ExecutorKind = ExecutorKind.LOCAL
+    scheduler: str = ""
+    """tcp://HOST:PORT of a Dask scheduler, for kind = "dask"."""
+    gpu: bool = False
+    """Each shard task asks for the worker resource GPU=1."""
+    retries: int = 2
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     shards: int
@@ -42,6 +58,9 @@ class WorkspaceConfig:
     database: str = DEFAULT_DATABASE
     placement: PlacementMode = PlacementMode.SUBJECT
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    checkpoints: str = "checkpoints"
+    """The checkpoint store: a folder (relative to the workspace) or an fsspec URL such as s3://bucket/path."""
     schema: Schema | None = None
 
     def with_schema(self, schema: Schema) -> WorkspaceConfig:
@@ -56,6 +75,13 @@ class WorkspaceConfig:
                 "seed": self.seed,
                 "placement": self.placement.value,
                 "database": self.database,
+                "checkpoints": self.checkpoints,
+            },
+            "executor": {
+                "kind": self.executor.kind.value,
+                "scheduler": self.executor.scheduler,
+                "gpu": self.executor.gpu,
+                "retries": self.executor.retries,
             },
             "ledger": {"origin": self.origin},
             "training": {
@@ -79,6 +105,7 @@ class WorkspaceConfig:
         try:
             ws = data["workspace"]
             tr = data.get("training", {})
+            ex = data.get("executor", {})
             return cls(
                 shards=int(ws["shards"]),
                 slices=int(ws["slices"]),
@@ -95,6 +122,13 @@ class WorkspaceConfig:
                     schedule=Schedule(tr.get("schedule", Schedule.BALANCED.value)),
                     threads=int(tr.get("threads", 1)),
                 ),
+                executor=ExecutorSettings(
+                    kind=ExecutorKind(ex.get("kind", "local")),
+                    scheduler=str(ex.get("scheduler", "")),
+                    gpu=bool(ex.get("gpu", False)),
+                    retries=int(ex.get("retries", 2)),
+                ),
+                checkpoints=str(ws.get("checkpoints", "checkpoints")),
                 schema=Schema.from_dict(data["schema"]) if "schema" in data else None,
             )
         except (KeyError, TypeError, ValueError) as error:

@@ -37,6 +37,7 @@ from forget.training import plan_training, train
 from forget.workspace import Workspace, collect_garbage
 
 if TYPE_CHECKING:
+    from sisa.executor import ShardExecutor
     from sisa.trainer import TrainedSlice
 
 STARTED = "request.started"
@@ -169,6 +170,7 @@ def run_job(
     device: str = "auto",
     on_slice: Callable[[TrainedSlice], None] | None = None,
     now: datetime | None = None,
+    executor: ShardExecutor | None = None,
 ) -> RunSummary:
     started_clock = time.perf_counter()
     with job_lock(workspace):
@@ -176,11 +178,11 @@ def run_job(
         resumed, due = _select(workspace, due_within, limit, moment)
         if not resumed and not due:
             # A job killed after completing requests but before certifying them finishes them now.
-            late = uncertified(workspace)
-            if late:
+            unsigned = uncertified(workspace)
+            if unsigned:
                 workspace.datastore.vacuum_records()
                 sign_head(workspace)
-            late_certificates = issue_certificates(workspace, late)
+            late_certificates = issue_certificates(workspace, unsigned)
             return RunSummary(
                 run_id=None,
                 certificates=tuple(str(p) for p in late_certificates),
@@ -254,7 +256,7 @@ def run_job(
                 on_slice(result)
 
         plans = plan_training(workspace)
-        train(workspace, plans, device=device, on_slice=on_trained)
+        train(workspace, plans, device=device, on_slice=on_trained, executor=executor)
         purged += collect_garbage(workspace)  # files a killed training stored but never recorded
         _crash_point("retrained")
 

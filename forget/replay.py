@@ -79,7 +79,7 @@ def replay(workspace: Workspace, request_id: str, device: str = "cpu") -> Replay
                 stored.get(current[(shard, slice_)])
             except CheckpointError as error:
                 report.mismatches.append(f"shard {shard} slice {slice_}: {error}")
-        task, _ = shard_task(workspace, ShardPlan(shard, 0))
+        task = shard_task(workspace, ShardPlan(shard, 0))
         with tempfile.TemporaryDirectory(prefix="forget-replay-") as scratch:
             replayed = train_shard(task, config, CheckpointStore(Path(scratch)), torch_device)
         expected = {int(claim["from_slice"]) + i: d for i, d in enumerate(claim["retrained_checkpoints"])}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
+from forget.config import ExecutorKind
 from forget.errors import InputError, NotTrainedError
 from forget.lineage import checkpoint_entry, manifest_root, sign_head
-from forget.workspace import Workspace, checkpoint_store, purge_unreferenced
+from forget.workspace import Workspace, checkpoint_location, purge_unreferenced
 from sisa.schedule import Schedule
 
 if TYPE_CHECKING:
+    from sisa.executor import ShardExecutor, ShardJob
     from sisa.trainer import ShardTask, TrainedSlice, TrainingConfig
 
 
@@ -71,34 +74,81 @@ def _select(workspace: Workspace, shards: Iterable[int] | None) -> list[int]:
     return selected
 
 
-def shard_task(workspace: Workspace, plan: ShardPlan) -> tuple[ShardTask, list[str]]:
-    """The shard's training task, and the manifest root of each of its slices."""
+def load_shard_task(
+    database_url: str,
+    shard: int,
+    start_slice: int,
+    resume_digest: str | None,
+    slices: int,
+    input_shape: tuple[int, ...],
+    classes: int,
+) -> ShardTask:
+    """Read a shard's records where the task runs: in this process, or on a cluster worker."""
     import numpy as np
 
+    from forget.datastore import DataStore, create_engine
     from sisa.trainer import ShardTask, SliceData
 
-    schema = workspace.config.schema
-    assert schema is not None
-    rows = workspace.datastore.shard_rows(plan.shard, workspace.config.slices)
-    slices = tuple(
+    engine = create_engine(database_url, must_exist=True)
+    try:
+        rows = DataStore(engine).shard_rows(shard, slices)
+    finally:
+        engine.dispose()
+    data = tuple(
         SliceData(
-            features=np.frombuffer(blob, dtype=np.float32).reshape(len(labels), *schema.shape),
+            features=np.frombuffer(blob, dtype=np.float32).reshape(len(labels), *input_shape),
             labels=np.asarray(labels, dtype=np.int64),
         )
         for blob, labels in zip(rows.slice_features, rows.slice_labels, strict=True)
     )
+    return ShardTask(shard, data, input_shape, classes, start_slice, resume_digest)
+
+
+def shard_job(workspace: Workspace, plan: ShardPlan, device: str) -> ShardJob:
+    from sisa.executor import ShardJob
+
+    schema = workspace.config.schema
+    assert schema is not None
     resume = None
     if plan.start_slice > 0:
         resume = workspace.datastore.checkpoint_map()[(plan.shard, plan.start_slice - 1)]
-    task = ShardTask(
-        shard=plan.shard,
-        slices=slices,
-        input_shape=schema.shape,
-        classes=len(schema.labels),
-        start_slice=plan.start_slice,
-        resume_digest=resume,
+    load = partial(
+        load_shard_task,
+        workspace.database_url,
+        plan.shard,
+        plan.start_slice,
+        resume,
+        workspace.config.slices,
+        schema.shape,
+        len(schema.labels),
     )
-    return task, [manifest_root(keys) for keys in rows.slice_keys]
+    return ShardJob(plan.shard, load, training_config(workspace), checkpoint_location(workspace), device)
+
+
+def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
+    return shard_job(workspace, plan, "cpu").load()
+
+
+def slice_manifest_roots(workspace: Workspace, shard: int) -> list[str]:
+    datastore = workspace.datastore
+    with datastore.engine.connect() as connection:
+        return [
+            manifest_root(datastore.slice_record_keys(connection, shard, s)) for s in range(workspace.config.slices)
+        ]
+
+
+def executor_for(workspace: Workspace, kind: str | None = None, scheduler: str | None = None) -> ShardExecutor:
+    """The configured executor, or the one named on the command line."""
+    from sisa.executor import DaskExecutor, LocalExecutor
+
+    settings = workspace.config.executor
+    chosen = ExecutorKind(kind) if kind is not None else settings.kind
+    if chosen is ExecutorKind.LOCAL:
+        return LocalExecutor()
+    address = scheduler or settings.scheduler
+    if not address:
+        raise InputError("the dask executor needs --scheduler tcp://HOST:PORT (or [executor] scheduler)")
+    return DaskExecutor(address, gpu=settings.gpu, retries=settings.retries)
 
 
 def train(
@@ -106,34 +156,33 @@ def train(
     plans: list[ShardPlan],
     device: str = "auto",
     on_slice: Callable[[TrainedSlice], None] | None = None,
+    executor: ShardExecutor | None = None,
 ) -> dict[int, list[str]]:
-    """Train the planned shards in order, then sign the ledger.
+    """Train the planned shards, then sign the ledger.
 
-    Each checkpoint becomes current, with its ledger entry, in one transaction as soon as it is
-    stored; a job killed mid-shard resumes after the last recorded slice.
+    Each checkpoint becomes current, with its ledger entry, in one transaction once it is stored
+    (locally as each slice finishes; on a cluster as each shard's task returns). A job killed
+    mid-shard resumes after the last recorded slice.
     """
     from sisa.device import resolve_device
-    from sisa.trainer import train_shard
+    from sisa.executor import LocalExecutor
 
-    torch_device = resolve_device(device)
-    config = training_config(workspace)
-    store = checkpoint_store(workspace)
+    chosen = executor or executor_for(workspace)
+    if isinstance(chosen, LocalExecutor):
+        resolve_device(device)  # fail before any work when --device cuda has no GPU here
     datastore = workspace.datastore
-    trained: dict[int, list[str]] = {}
-    for plan in plans:
-        task, manifests = shard_task(workspace, plan)
+    manifests = {plan.shard: slice_manifest_roots(workspace, plan.shard) for plan in plans}
 
-        def record(result: TrainedSlice, manifests: list[str] = manifests) -> None:
-            entry = checkpoint_entry(
-                result.shard, result.slice, result.digest, result.meta, manifests[: result.slice + 1]
-            )
-            with datastore.engine.begin() as connection:
-                datastore.set_checkpoint(connection, result.shard, result.slice, result.digest)
-                workspace.ledger.append(connection, [entry])
-            if on_slice is not None:
-                on_slice(result)
+    def record(result: TrainedSlice) -> None:
+        roots = manifests[result.shard][: result.slice + 1]
+        entry = checkpoint_entry(result.shard, result.slice, result.digest, result.meta, roots)
+        with datastore.engine.begin() as connection:
+            datastore.set_checkpoint(connection, result.shard, result.slice, result.digest)
+            workspace.ledger.append(connection, [entry])
+        if on_slice is not None:
+            on_slice(result)
 
-        trained[plan.shard] = train_shard(task, config, store, torch_device, record)
+    trained = chosen.run([shard_job(workspace, plan, device) for plan in plans], record) if plans else {}
     if plans:
         sign_head(workspace)
     return trained

@@ -31,7 +31,7 @@ from ledger.keys import (
 )
 from ledger.log import Ledger
 from sisa.placement import PlacementMode
-from sisa.store import CheckpointStore
+from sisa.store import BlobStore, open_store
 
 ENV_WORKSPACE = "FORGET_WORKSPACE"
 KEYS_DIR = "keys"
@@ -64,10 +64,6 @@ class Workspace:
     @property
     def keys_dir(self) -> Path:
         return self.root / KEYS_DIR
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.root / CHECKPOINTS_DIR
 
     @property
     def database_url(self) -> str:
@@ -166,8 +162,14 @@ def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
     return path.resolve()
 
 
-def checkpoint_store(workspace: Workspace) -> CheckpointStore:
-    return CheckpointStore(workspace.checkpoints_dir)
+def checkpoint_location(workspace: Workspace) -> str:
+    """The store as workers see it: an absolute folder, or the configured fsspec URL."""
+    location = workspace.config.checkpoints
+    return location if "://" in location else str((workspace.root / location).resolve())
+
+
+def checkpoint_store(workspace: Workspace) -> BlobStore:
+    return open_store(checkpoint_location(workspace))
 
 
 def collect_garbage(workspace: Workspace) -> list[str]:

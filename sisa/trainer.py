@@ -26,7 +26,7 @@ from sisa.errors import CheckpointError
 from sisa.models import build_model
 from sisa.schedule import Schedule, slice_passes
 from sisa.seeds import derive_seed
-from sisa.store import CheckpointStore
+from sisa.store import BlobStore
 
 
 class OptimizerKind(StrEnum):
@@ -159,7 +159,7 @@ def new_model(config: TrainingConfig, shard: int, input_shape: Sequence[int], cl
 def train_shard(
     task: ShardTask,
     config: TrainingConfig,
-    store: CheckpointStore,
+    store: BlobStore,
     device: torch.device,
     on_slice: Callable[[TrainedSlice], None] | None = None,
 ) -> list[str]:
