@@ -511,12 +511,17 @@ def ledger_export(
 @ledger_app.command("verify")
 @reports_errors
 def ledger_verify(
+    head: Annotated[
+        Path | None, typer.Option(help="A head saved earlier (`forget ledger head`): also catches truncation.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Recompute the whole tree from the stored entries and check every signed head; exit 1 on any change."""
     from forget.ledger_view import verify
+    from reports.cli_support import read_input
 
-    report = verify(workspace())
+    kept = read_input(head, "head").decode() if head is not None else None
+    report = verify(workspace(), kept)
     if as_json:
         emit_json({"entries": report.entries, "signed_heads": report.heads, "root_hash": report.root_hash.hex()})
     else:

@@ -87,9 +87,13 @@ def export(workspace: Workspace, out: IO[str]) -> int:
     return count
 
 
-def verify(workspace: Workspace) -> VerifyReport:
+def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
+    """Verify the whole log, and against a head kept outside the database when one is given."""
     with workspace.datastore.engine.connect() as connection:
-        return workspace.ledger.verify(connection)
+        report = workspace.ledger.verify(connection)
+        if kept_head is not None:
+            workspace.ledger.verify_against(connection, kept_head)
+    return report
 
 
 def consistency_bundle(workspace: Workspace, old_size: int) -> dict[str, Any]:

@@ -96,6 +96,10 @@ class Ledger:
         """Sign the current tree, after checking it is consistent with the last signed one."""
         tree_size = store.size(connection)
         last = store.latest_head(connection)
+        if last is not None and tree_size < last.size:
+            raise VerificationError(
+                f"the ledger holds {tree_size} entries, fewer than the {last.size} its last signed head covers"
+            )
         if tree_size == 0 or (last is not None and last.size == tree_size):
             return last
         root = store.root(connection, tree_size)
@@ -185,6 +189,17 @@ class Ledger:
         if next(node_rows, None) is not None:
             raise VerificationError("the ledger holds subtree hashes for entries that do not exist")
         return VerifyReport(count, len(heads), _fold(stack))
+
+    def verify_against(self, connection: Connection, note: str) -> None:
+        """Check the log against a head kept elsewhere: catches a truncation that took its heads along."""
+        checkpoint = self.checkpoint(note)
+        held = store.size(connection)
+        if checkpoint.size > held:
+            raise VerificationError(
+                f"the given head covers {checkpoint.size} entries, the ledger holds only {held}: entries were removed"
+            )
+        if store.root(connection, checkpoint.size) != checkpoint.root_hash:
+            raise VerificationError(f"the ledger's first {checkpoint.size} entries differ from the given head")
 
     def _check_head(
         self, connection: Connection, head: store.StoredHead, root: bytes, previous: store.StoredHead | None

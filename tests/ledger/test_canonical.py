@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -157,3 +158,23 @@ def test_finite_floats_round_trip(number: float) -> None:
 def test_key_order_does_not_matter(value: dict[str, int]) -> None:
     reversed_value = dict(reversed(list(value.items())))
     assert canonical_json(reversed_value) == canonical_json(value)
+
+
+_keys = st.text(max_size=8)
+_plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_plain_values)
+def test_the_fast_path_is_byte_identical_to_rfc8785(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)  # type: ignore[arg-type]
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        with pytest.raises(CanonicalizationError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
