@@ -293,7 +293,7 @@ def demo(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """End to end on bundled data: init, ingest, train, evaluate, erase three subjects, check."""
+    """End to end on bundled data: train, erase on request, verify the certificates offline."""
     from forget.demo import run_demo
 
     run_demo(directory, device, out.print)
