@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,11 +42,22 @@ class State:
 state = State()
 
 
-def workspace() -> Workspace:
+def workspace(signing: bool = False) -> Workspace:
+    """The workspace; with `signing`, its signing key is opened first, so a wrong passphrase stops
+    a command before it writes anything."""
     # Imported here so that `certificate verify` never loads the database layer.
     from forget.workspace import locate_workspace, open_workspace
 
-    return open_workspace(locate_workspace(state.workspace_option))
+    ws = open_workspace(locate_workspace(state.workspace_option), _passphrase())
+    if signing:
+        ws.signing_key()
+    return ws
+
+
+def _passphrase() -> bytes | None:
+    """An encrypted signing key's passphrase comes from the environment, never from an argument."""
+    value = os.environ.get("FORGET_KEY_PASSPHRASE")
+    return value.encode() if value else None
 
 
 def emit_json(value: Any) -> None:
@@ -101,6 +113,7 @@ def init(
             placement=placement,
             training=TrainingSettings(model, epochs, batch_size, lr, optimizer, schedule, threads),
             keys_from=keys_from,
+            passphrase=_passphrase(),
         ),
     )
     shape = f"{shards} shards x {slices} slices"
@@ -139,7 +152,7 @@ def ingest(
     """Pseudonymise, encode and place the file's records; nothing is written if any row is bad."""
     from forget.ingest import ColumnChoice, ingest_file
 
-    ws = workspace()
+    ws = workspace(signing=True)
     result = ingest_file(
         ws, file, ColumnChoice(subject_column, label_column, id_column, _parse_shape(input_shape)), schema
     )
@@ -180,7 +193,7 @@ def train(
     from forget.training import executor_for, plan_training, restart_shards
     from forget.training import train as train_shards
 
-    ws = workspace()
+    ws = workspace(signing=True)
     chosen = executor_for(ws, _executor_kind(executor), scheduler)
     if from_scratch:
         restart_shards(ws, shard)
@@ -320,7 +333,7 @@ def request(
     from forget.requests import file_request, parse_time
 
     moment = parse_time(received_at) if received_at is not None else None
-    filed, created = file_request(workspace(), subject_id, moment, note)
+    filed, created = file_request(workspace(signing=True), subject_id, moment, note)
     if as_json:
         emit_json({**filed.to_dict(_now()), "created": created})
         return
@@ -344,7 +357,7 @@ def request_extend(
     """Extend a request's deadline by one or two months, with the reason the subject is told."""
     from forget.requests import extend_request
 
-    extended = extend_request(workspace(), request_id, months, reason)
+    extended = extend_request(workspace(signing=True), request_id, months, reason)
     out.print(f"{extended.request_id}: deadline now {extended.deadline:%Y-%m-%d %H:%M} UTC")
 
 
@@ -406,7 +419,7 @@ def run_requests(
     from forget.training import executor_for
 
     window = parse_duration(due_within) if due_within is not None else None
-    ws = workspace()
+    ws = workspace(signing=True)
     if dry_run:
         plan = plan_run(ws, window, limit)
         if as_json:
@@ -554,7 +567,7 @@ def certificate_issue(
     """(Re-)issue a completed request's certificate, signed and anchored in the latest tree head."""
     from forget.certificates import build_certificate, write_atomically
 
-    write_atomically(output, build_certificate(workspace(), request_id))
+    write_atomically(output, build_certificate(workspace(signing=True), request_id))
     out.print(f"wrote {output}")
 
 

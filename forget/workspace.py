@@ -50,12 +50,16 @@ class InitOptions:
     placement: PlacementMode = PlacementMode.SUBJECT
     training: TrainingSettings = field(default_factory=TrainingSettings)
     keys_from: Path | None = None
+    passphrase: bytes | None = None
+    """Encrypts the new signing key (PKCS#8, best available encryption); ignored with keys_from."""
 
 
 class Workspace:
-    def __init__(self, root: Path, config: WorkspaceConfig) -> None:
+    def __init__(self, root: Path, config: WorkspaceConfig, passphrase: bytes | None = None) -> None:
         self.root = root
         self.config = config
+        self.passphrase = passphrase
+        """For an encrypted signing key; the CLI reads it from $FORGET_KEY_PASSPHRASE."""
 
     @property
     def config_path(self) -> Path:
@@ -86,8 +90,8 @@ class Workspace:
     def ledger(self) -> Ledger:
         return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY))
 
-    def signing_key(self, passphrase: bytes | None = None) -> Ed25519PrivateKey:
-        return load_private_key(self.keys_dir / SIGNING_KEY, passphrase)
+    def signing_key(self) -> Ed25519PrivateKey:
+        return load_private_key(self.keys_dir / SIGNING_KEY, self.passphrase)
 
     def save_config(self, config: WorkspaceConfig) -> None:
         write_config(self.config_path, config)
@@ -126,9 +130,9 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
         else:
             generate_key_file(keys / PSEUDONYM_KEY)
             signing = generate_signing_key()
-            write_private_key(keys / SIGNING_KEY, signing)
+            write_private_key(keys / SIGNING_KEY, signing, options.passphrase)
             (keys / PUBLIC_KEY).write_bytes(public_key_pem(signing.public_key()))
-        load_private_key(keys / SIGNING_KEY)
+        load_private_key(keys / SIGNING_KEY, options.passphrase)
         (root / CHECKPOINTS_DIR).mkdir(exist_ok=True)
         DataStore(create_engine(resolve_url(config.database, root), must_exist=False)).create_schema()
         write_config(root / CONFIG_NAME, config)
@@ -136,11 +140,11 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
         if created_keys:
             shutil.rmtree(keys, ignore_errors=True)
         raise
-    return Workspace(root, config)
+    return Workspace(root, config, options.passphrase)
 
 
-def open_workspace(root: Path) -> Workspace:
-    return Workspace(root, read_config(root / CONFIG_NAME))
+def open_workspace(root: Path, passphrase: bytes | None = None) -> Workspace:
+    return Workspace(root, read_config(root / CONFIG_NAME), passphrase)
 
 
 def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:

@@ -132,3 +132,20 @@ def test_the_installed_command_runs_as_a_subprocess(trained: Path) -> None:
         check=False,
     )
     assert bad.returncode == 3 and bad.stderr.startswith("error: no forget workspace")
+
+
+def test_an_encrypted_signing_key_needs_its_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("FORGET_KEY_PASSPHRASE", "correct horse")
+    cli(*init_args(ws, "sqlite:///forget.db"))
+    assert b"ENCRYPTED" in (ws / "keys" / "signing.pem").read_bytes()
+    write_tabular_csv(tmp_path / "d.csv", rows=30)
+    monkeypatch.delenv("FORGET_KEY_PASSPHRASE")
+    missing = cli("-w", ws, "ingest", tmp_path / "d.csv", *COLUMNS, expect=3)
+    assert "needs a passphrase" in missing.stderr and missing.stderr.count("\n") == 1
+    monkeypatch.setenv("FORGET_KEY_PASSPHRASE", "wrong")
+    assert "the passphrase is wrong" in cli("-w", ws, "ingest", tmp_path / "d.csv", *COLUMNS, expect=3).stderr
+    assert cli_json("-w", ws, "shards")[0]["records"] == 0, "a refused command wrote records"
+    monkeypatch.setenv("FORGET_KEY_PASSPHRASE", "correct horse")
+    cli("-w", ws, "ingest", tmp_path / "d.csv", *COLUMNS)
+    cli("-w", ws, "ledger", "verify")
