@@ -30,7 +30,21 @@ def choose_subjects(workspace_dir: Path, subjects: list[str]) -> list[str]:
         elif last is None and SLICES - 1 in slices and first is not None and shard != first[1]:
             last = (by_key[key], shard)
     assert first is not None and last is not None, "the generated data should hold both cases"
-    return [first[0], last[0]]
+    chosen = [first[0], last[0]]
+    # Placement depends on the workspace's random key: make sure a rewound shard is left with a
+    # record count that is no multiple of the slice count, erasing one more subject if needed.
+    counts = store.shard_counts()
+    keys_of = {by_key[key]: recs for key, recs in index.items()}
+
+    def left(shard: int) -> int:
+        return counts[shard] - sum(1 for s in chosen for r in keys_of[s] if places[r][0] == shard)
+
+    for key, recs in sorted(index.items()):
+        if any(left(shard) % SLICES for shard in (first[1], last[1])):
+            break
+        if by_key[key] not in chosen and places[recs[0]][0] in (first[1], last[1]):
+            chosen.append(by_key[key])
+    return chosen
 
 
 @pytest.mark.parametrize(
