@@ -221,10 +221,12 @@ class DataStore:
 
     # -- checkpoints of the current lineage ------------------------------------------------
 
-    def checkpoint_map(self) -> dict[tuple[int, int], str]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest))
-            return {(int(shard), int(slice_)): digest for shard, slice_, digest in rows}
+    def checkpoint_map(self, connection: Connection | None = None) -> dict[tuple[int, int], str]:
+        query = sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest)
+        if connection is not None:
+            return {(int(shard), int(slice_)): digest for shard, slice_, digest in connection.execute(query)}
+        with self.engine.connect() as own:
+            return {(int(shard), int(slice_)): digest for shard, slice_, digest in own.execute(query)}
 
     def set_checkpoint(self, connection: Connection, shard: int, slice_: int, digest: str) -> None:
         connection.execute(checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_)))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Connection
 
 from forget.errors import ErasureError
 from forget.lineage import sign_head, slice_manifests
@@ -57,6 +59,41 @@ def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[st
     return [record for records in workspace.datastore.records_of_subjects(keys).values() for record in records]
 
 
+def delete_and_rewind(
+    workspace: Workspace, connection: Connection, plan: ErasurePlan, extra: Mapping[str, Any] | None = None
+) -> list[str]:
+    """In the caller's transaction: delete the records, drop the checkpoints that saw them, and log
+    the plan (erasure.planned, with `extra` fields) and the changed slice manifests with the deletion.
+
+    Returns the dropped checkpoint digests, for purging once the transaction has committed.
+    """
+    store = workspace.datastore
+    before = store.checkpoint_map(connection)
+    last = workspace.config.slices - 1
+    store.delete_records(connection, plan.record_keys)
+    stale: list[str] = []
+    rewinds = []
+    for rewind in plan.rewinds:
+        stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
+        rewinds.append(
+            {
+                "shard": rewind.shard,
+                "from_slice": rewind.from_slice,
+                "restored_checkpoint": before.get((rewind.shard, rewind.from_slice - 1)),
+                "checkpoint_before": before.get((rewind.shard, last)),
+            }
+        )
+    planned = {
+        **(extra or {}),
+        "records": len(plan.record_keys),
+        "rewinds": rewinds,
+        "stale_checkpoints": sorted(set(stale)),
+    }
+    manifests = slice_manifests(workspace, connection, plan.slices)
+    workspace.ledger.append(connection, [(ERASURE_PLANNED, planned), *manifests])
+    return stale
+
+
 def erase(
     workspace: Workspace,
     plan: ErasurePlan,
@@ -70,19 +107,8 @@ def erase(
     that saw an erased record survives, and `forget train` resumes from the last clean checkpoint.
     """
     store = workspace.datastore
-    stale: list[str] = []
     with store.engine.begin() as connection:
-        store.delete_records(connection, plan.record_keys)
-        for rewind in plan.rewinds:
-            stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
-        planned = {
-            "records": len(plan.record_keys),
-            "rewinds": [{"shard": r.shard, "from_slice": r.from_slice} for r in plan.rewinds],
-            "stale_checkpoints": sorted(set(stale)),
-        }
-        workspace.ledger.append(
-            connection, [(ERASURE_PLANNED, planned), *slice_manifests(workspace, connection, plan.slices)]
-        )
+        stale = delete_and_rewind(workspace, connection, plan)
     purged = purge_unreferenced(workspace, stale)
     with store.engine.begin() as connection:
         workspace.ledger.append(connection, [(ERASURE_PURGED, {"checkpoints": sorted(purged)})])

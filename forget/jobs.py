@@ -29,9 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from forget.certificates import issue_certificates, uncertified
-from forget.erasure import ERASURE_PLANNED, ERASURE_PURGED, plan_erasure
+from forget.erasure import ERASURE_PURGED, delete_and_rewind, plan_erasure
 from forget.errors import InputError, JobLockedError
-from forget.lineage import sign_head, slice_manifests
+from forget.lineage import sign_head
 from forget.requests import ErasureRequest, Outcome, RequestState, format_time
 from forget.training import plan_training, train
 from forget.workspace import Workspace, collect_garbage
@@ -201,25 +201,11 @@ def run_job(
         batch = [*resumed, *due]
         index = store.records_of_subjects([r.subject_key for r in batch])
         keys = [key for records in index.values() for key in records]
-        before = store.checkpoint_map()
         last = workspace.config.slices - 1
         if keys:
             plan = plan_erasure(workspace, keys)
             places = store.placements_of(keys)
             with store.engine.begin() as connection:
-                store.delete_records(connection, plan.record_keys)
-                stale: list[str] = []
-                rewinds = []
-                for rewind in plan.rewinds:
-                    stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
-                    rewinds.append(
-                        {
-                            "shard": rewind.shard,
-                            "from_slice": rewind.from_slice,
-                            "restored_checkpoint": before.get((rewind.shard, rewind.from_slice - 1)),
-                            "checkpoint_before": before.get((rewind.shard, last)),
-                        }
-                    )
                 per_request = {}
                 for request in batch:
                     records = index.get(request.subject_key, [])
@@ -232,17 +218,7 @@ def run_job(
                             records_erased=len(records),
                             shards=json.dumps(shards),
                         )
-                planned = {
-                    "run_id": run_id,
-                    "requests": per_request,
-                    "records": len(plan.record_keys),
-                    "rewinds": rewinds,
-                    "stale_checkpoints": sorted(set(stale)),
-                }
-                ledger.append(
-                    connection,
-                    [(ERASURE_PLANNED, planned), *slice_manifests(workspace, connection, plan.slices)],
-                )
+                delete_and_rewind(workspace, connection, plan, {"run_id": run_id, "requests": per_request})
             _crash_point("erased")
 
         purged = collect_garbage(workspace)
