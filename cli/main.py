@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,6 +34,12 @@ app = typer.Typer(
 # Piped output (logs, CI, cron mail) gets a wide page rather than rich's 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False)
+
+
+class DeviceChoice(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
 
 
 class State:
@@ -146,23 +153,30 @@ def ingest(
     label_column: Annotated[str | None, typer.Option(help="Column holding the class label.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Column with a stable record id (optional).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Feature shape for image models, e.g. 1,8,8.")] = None,
-    schema: Annotated[Path | None, typer.Option(help="Use this reviewed [schema] (TOML) instead of inferring.")] = None,
+    schema: Annotated[
+        Path | None, typer.Option(help="Use this reviewed \\[schema] (TOML) instead of inferring.")
+    ] = None,
+    allow_erased: Annotated[
+        bool, typer.Option(help="Accept records of subjects erased before (new data, given anew).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Pseudonymise, encode and place the file's records; nothing is written if any row is bad."""
     from forget.ingest import ColumnChoice, ingest_file
+    from forget.workspace import job_lock
 
     ws = workspace(signing=True)
-    result = ingest_file(
-        ws, file, ColumnChoice(subject_column, label_column, id_column, _parse_shape(input_shape)), schema
-    )
+    choice = ColumnChoice(subject_column, label_column, id_column, _parse_shape(input_shape))
+    with job_lock(ws):
+        result = ingest_file(ws, file, choice, schema, allow_erased=allow_erased)
     if as_json:
         emit_json({**result.__dict__, "shards_touched": list(result.shards_touched)})
         return
     touched = len(result.shards_touched)
     out.print(f"ingested {result.rows} records of {result.subjects} subjects into {touched} shards")
     if result.schema_inferred:
-        out.print(f"inferred the feature schema; review it in {ws.config_path} ([schema]) before training")
+        review = f"inferred the feature schema; review it in {ws.config_path} ([schema]) before training"
+        out.print(review, markup=False)
 
 
 @app.command()
@@ -180,7 +194,7 @@ def schema() -> None:
 @app.command()
 @reports_errors
 def train(
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[DeviceChoice, typer.Option(help="auto: CUDA when present, else the CPU.")] = DeviceChoice.AUTO,
     shard: Annotated[list[int] | None, typer.Option(help="Train only this shard (repeatable).")] = None,
     from_scratch: Annotated[bool, typer.Option(help="Discard the selected shards' checkpoints first.")] = False,
     executor: Annotated[str | None, typer.Option(help="local or dask (default: forget.toml [executor]).")] = None,
@@ -192,26 +206,28 @@ def train(
 
     from forget.training import executor_for, plan_training, restart_shards
     from forget.training import train as train_shards
+    from forget.workspace import job_lock
 
     ws = workspace(signing=True)
     chosen = executor_for(ws, _executor_kind(executor), scheduler)
-    if from_scratch:
-        restart_shards(ws, shard)
-    plans = plan_training(ws, shard)
-    total = sum(ws.config.slices - p.start_slice for p in plans)
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("training"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("slices"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=as_json or not err.is_terminal,
-    ) as progress:
-        task = progress.add_task("train", total=total)
-        trained = train_shards(ws, plans, device, on_slice=lambda _: progress.advance(task), executor=chosen)
-    elapsed = time.perf_counter() - started
+    with job_lock(ws):
+        if from_scratch:
+            restart_shards(ws, shard)
+        plans = plan_training(ws, shard)
+        total = sum(ws.config.slices - p.start_slice for p in plans)
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("slices"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=as_json or not err.is_terminal,
+        ) as progress:
+            task = progress.add_task("train", total=total)
+            trained = train_shards(ws, plans, device, on_slice=lambda _: progress.advance(task), executor=chosen)
+        elapsed = time.perf_counter() - started
     if as_json:
         emit_json({"shards_trained": sorted(trained), "slices_trained": total, "seconds": round(elapsed, 3)})
     elif not plans:
@@ -242,7 +258,7 @@ def predict(
     file: Annotated[Path, typer.Argument(help="CSV, TSV or Parquet with the schema's feature columns.")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write CSV here (default stdout).")] = None,
     aggregation: Annotated[str, typer.Option(help="vote or mean.")] = "vote",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[DeviceChoice, typer.Option(help="auto: CUDA when present, else the CPU.")] = DeviceChoice.AUTO,
 ) -> None:
     """Predict with the ensemble of the shards' latest models; extra columns are ignored."""
     import csv
@@ -276,26 +292,55 @@ def _aggregation(name: str) -> Any:
 @app.command()
 @reports_errors
 def evaluate(
-    file: Annotated[Path, typer.Argument(help="Labelled CSV, TSV or Parquet; extra columns are ignored.")],
+    file: Annotated[Path, typer.Argument(help="Labelled CSV, TSV or Parquet held out from training.")],
     aggregation: Annotated[str, typer.Option(help="vote or mean.")] = "vote",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[DeviceChoice, typer.Option(help="auto: CUDA when present, else the CPU.")] = DeviceChoice.AUTO,
+    mia: Annotated[bool, typer.Option("--mia", help="Also run membership inference attacks.")] = False,
+    erased: Annotated[
+        Path | None, typer.Option(help="Records erased by completed requests, supplied again (implies --mia).")
+    ] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="A workspace retrained from scratch on the retained data, to compare.")
+    ] = None,
+    members: Annotated[int | None, typer.Option(help="Retained training records to sample (default: rows).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling members and the bootstrap.")] = 0,
+    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Ensemble accuracy and each shard's accuracy on a labelled file."""
-    from forget.serving import evaluate_file
+    """Ensemble and per-shard accuracy with 95% intervals; membership inference with --mia or --erased."""
+    from forget.evaluation import Attack, Comparison
+    from forget.evaluation import evaluate as run_evaluation
+    from forget.workspace import open_workspace
 
-    result = evaluate_file(workspace(), file, _aggregation(aggregation), device)
+    other = open_workspace(reference) if reference is not None else None
+    report = run_evaluation(workspace(), file, _aggregation(aggregation), device, mia=mia, erased=erased,
+                            reference=other, members=members, seed=seed)  # fmt: skip
+    data = report.to_dict()
+    if html is not None:
+        from reports.evaluation import render_evaluation_html
+
+        html.write_text(render_evaluation_html(data))
+        err.print(f"wrote {html}")
     if as_json:
-        emit_json(result.to_dict())
+        emit_json(data)
         return
-    out.print(
-        f"{result.rows} rows: ensemble accuracy {result.accuracy:.4f} ({result.aggregation.value}),"
-        f" {result.accuracy_mean:.4f} (mean)"
-    )
-    table = Table("shard", "accuracy")
-    for shard, accuracy in enumerate(result.shard_accuracy):
-        table.add_row(str(shard), f"{accuracy:.4f}")
+    utility = report.utility
+    accuracy = data["utility"]["ensemble_accuracy"]
+    low, high = accuracy["ci95"]
+    out.print(f"{utility.rows} rows: ensemble accuracy {accuracy['value']:.4f} (95% CI {low:.4f}-{high:.4f})")
+    table = Table("shard", "accuracy", "95% CI")
+    for shard, item in enumerate(data["utility"]["shard_accuracy"]):
+        table.add_row(str(shard), f"{item['value']:.4f}", f"{item['ci95'][0]:.4f}-{item['ci95'][1]:.4f}")
     out.print(table)
+    if report.membership is not None:
+        for comparison in Comparison:
+            for attack in Attack:
+                result = report.membership.result(attack, comparison)
+                if result is not None:
+                    out.print(
+                        f"MIA {attack.value:<12} {comparison.value:<22} AUC {result.auc:.3f} ± {result.auc_se:.3f},"
+                        f" advantage {result.advantage:.3f} (chance up to {result.advantage_null95:.3f})"
+                    )
 
 
 @app.command()
@@ -304,7 +349,7 @@ def demo(
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Where to build the demo (default: a new temp folder).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[DeviceChoice, typer.Option(help="auto: CUDA when present, else the CPU.")] = DeviceChoice.AUTO,
 ) -> None:
     """End to end on bundled data: train, erase on request, verify the certificates offline."""
     from forget.demo import run_demo
@@ -407,7 +452,7 @@ def run_requests(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many new requests.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Show the plan; change nothing.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[DeviceChoice, typer.Option(help="auto: CUDA when present, else the CPU.")] = DeviceChoice.AUTO,
     executor: Annotated[str | None, typer.Option(help="local or dask (default: forget.toml [executor]).")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, tcp://HOST:PORT.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -598,6 +643,9 @@ def certificate_render(
     file: Annotated[Path, typer.Argument(help="The certificate (JSON).")],
     html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page here.")] = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Write a PDF here (needs the pdf extra).")] = None,
+    evaluation: Annotated[
+        Path | None, typer.Option(help="Attach `forget evaluate --json` output as supplementary evidence.")
+    ] = None,
 ) -> None:
     """Render a certificate for people: HTML and PDF views of the same signed statement."""
     from reports.cli_support import read_input, statement_of
@@ -606,11 +654,16 @@ def certificate_render(
     if html is None and pdf is None:
         raise typer.BadParameter("give --html OUT and/or --pdf OUT", param_hint="--html")
     statement = statement_of(read_input(file, "certificate"))
+    supplement = None
+    if evaluation is not None:
+        from reports.evaluation import read_evaluation, render_evaluation_section
+
+        supplement = render_evaluation_section(read_evaluation(read_input(evaluation, "evaluation")), statement)
     if html is not None:
-        html.write_text(render_html(statement))
+        html.write_text(render_html(statement, supplement))
         out.print(f"wrote {html}")
     if pdf is not None:
-        pdf.write_bytes(render_pdf(statement))
+        pdf.write_bytes(render_pdf(statement, supplement))
         out.print(f"wrote {pdf}")
 
 
@@ -618,7 +671,9 @@ def certificate_render(
 @reports_errors
 def audit_replay(
     request_id: Annotated[str, typer.Argument(help="A completed request of this workspace.")],
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (the certificate's device kind).")] = "cpu",
+    device: Annotated[
+        DeviceChoice, typer.Option(help="The kind of device the certificate's models were trained on.")
+    ] = DeviceChoice.CPU,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Retrain the request's shards from scratch on the retained records and compare with its certificate."""

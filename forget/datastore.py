@@ -97,6 +97,7 @@ class ShardRows:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the "begin" listener issues BEGIN itself
     cursor = dbapi_connection.cursor()
     # secure_delete overwrites freed pages with zeros, so erased rows leave no bytes in the file.
     cursor.execute("PRAGMA secure_delete=ON")
@@ -119,11 +120,14 @@ def create_engine(url: str, *, must_exist: bool) -> Engine:
         if not path.exists():
             raise WorkspaceError(f"the workspace database {path} is missing; restore it or run `forget init` again")
     try:
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, connect_args={"timeout": 60} if url.startswith("sqlite") else {})
     except (sa.exc.ArgumentError, ImportError) as error:
         raise WorkspaceError(f"cannot use database URL {url!r}: {error}") from error
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # Writers (a `forget request` filed while `forget run` works) must queue, not collide on the
+        # ledger's next sequence number: every transaction takes SQLite's write lock when it begins.
+        sa.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
     return engine
 
 
@@ -287,6 +291,17 @@ class DataStore:
             finally:
                 if acquired:
                     connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+    def erased_subjects(self, subject_keys: Sequence[str]) -> set[str]:
+        """Those of the keys whose records a completed request erased."""
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(subject_keys, 500):
+                query = sa.select(requests.c.subject_key).where(
+                    requests.c.subject_key.in_(chunk) & (requests.c.outcome == "erased")
+                )
+                found.update(row[0] for row in connection.execute(query))
+        return found
 
     def vacuum_records(self) -> None:
         """PostgreSQL keeps deleted tuples until VACUUM; SQLite's secure_delete zeroes them at once."""

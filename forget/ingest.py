@@ -196,7 +196,11 @@ def _resolve_schema(
 
 
 def ingest_file(
-    workspace: Workspace, path: Path, choice: ColumnChoice, schema_file: Path | None = None
+    workspace: Workspace,
+    path: Path,
+    choice: ColumnChoice,
+    schema_file: Path | None = None,
+    allow_erased: bool = False,
 ) -> IngestResult:
     config = workspace.config
     schema, choice = _resolve_schema(config, choice, load_schema_file(schema_file) if schema_file else None)
@@ -238,6 +242,14 @@ def ingest_file(
         row = record_keys.index(duplicates[0]) + 1
         raise InputError(f"{path}: row {row} repeats a record id that appears earlier in the file")
     store = workspace.datastore
+    if not allow_erased:
+        erased = store.erased_subjects(sorted(set(subject_keys)))
+        if erased:
+            row = next(i for i, key in enumerate(subject_keys, start=1) if key in erased)
+            raise InputError(
+                f"{path}: row {row} belongs to a subject whose data was erased on request; re-ingesting old data"
+                " would undo the erasure (pass --allow-erased only for data the subject gave anew)"
+            )
     already = store.existing_keys(record_keys)
     if already:
         row = next(i for i, key in enumerate(record_keys, start=1) if key in already)

@@ -15,26 +15,24 @@ resumes from and finishes exactly as an uninterrupted run would:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from forget.certificates import issue_certificates, uncertified
 from forget.erasure import ERASURE_PURGED, delete_and_rewind, plan_erasure
-from forget.errors import InputError, JobLockedError
+from forget.errors import InputError
 from forget.lineage import sign_head
 from forget.requests import ErasureRequest, Outcome, RequestState, format_time
 from forget.training import plan_training, train
-from forget.workspace import Workspace, collect_garbage
+from forget.workspace import Workspace, collect_garbage, job_lock
 
 if TYPE_CHECKING:
     from sisa.executor import ShardExecutor
@@ -42,7 +40,6 @@ if TYPE_CHECKING:
 
 STARTED = "request.started"
 COMPLETED = "request.completed"
-LOCK_FILE = ".forget-run.lock"
 CRASH_ENV = "FORGET_CRASH_AT"
 """Fault injection for the crash tests: the job SIGKILLs itself at the named step."""
 
@@ -67,28 +64,6 @@ def _crash_point(name: str) -> None:
         deadline = time.monotonic() + 60
         while not os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.05)
-
-
-@contextmanager
-def job_lock(workspace: Workspace) -> Iterator[None]:
-    """An exclusive lock on the workspace: a file lock, and on PostgreSQL an advisory lock too.
-
-    The file lock covers one host; the advisory lock covers jobs on several hosts that share a
-    PostgreSQL database. Both are released by the OS or the server if the job dies.
-    """
-    path = workspace.root / LOCK_FILE
-    handle = path.open("a+")
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise JobLockedError("another `forget run` is working on this workspace; nothing was changed") from None
-        with workspace.datastore.advisory_lock(f"forget-run:{workspace.config.origin}") as acquired:
-            if not acquired:
-                raise JobLockedError("another `forget run` holds this workspace's database; nothing was changed")
-            yield
-    finally:
-        handle.close()
 
 
 @dataclass(frozen=True)
@@ -188,6 +163,11 @@ def run_job(
                 certificates=tuple(str(p) for p in late_certificates),
                 seconds=time.perf_counter() - started_clock,
             )
+        from sisa.device import resolve_device
+        from sisa.executor import LocalExecutor
+
+        if executor is None or isinstance(executor, LocalExecutor):
+            resolve_device(device)  # a missing GPU must stop the job before it erases anything
         run_id = f"run_{secrets.token_hex(8)}"
         store = workspace.datastore
         ledger = workspace.ledger

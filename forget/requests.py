@@ -183,6 +183,11 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
     request = get_request(workspace, request_id)
     if request.state is RequestState.COMPLETED:
         raise InputError(f"request {request.request_id} is already completed")
+    if datetime.now(UTC) > add_months(request.received_at, DEADLINE_MONTHS):
+        raise InputError(
+            f"request {request.request_id} was received more than a month ago: Art. 12(3) allows an extension"
+            " only if the subject is told within one month of receipt"
+        )
     if request.extended_months + months > MAX_EXTENSION_MONTHS:
         raise InputError(
             f"request {request.request_id} is already extended by {request.extended_months} month(s);"

@@ -57,7 +57,10 @@ def latest_digests(workspace: Workspace) -> list[str]:
     existing = workspace.datastore.checkpoint_map()
     missing = [s for s in range(workspace.config.shards) if (s, last) not in existing]
     if missing:
-        raise NotTrainedError(f"shard {missing[0]} is not trained to its last slice: run `forget train`")
+        raise NotTrainedError(
+            f"shard {missing[0]} is not trained to its last slice (an erasure may be retraining it):"
+            " wait for `forget run` to finish, or run `forget train`"
+        )
     return [existing[(s, last)] for s in range(workspace.config.shards)]
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +23,7 @@ from forget.config import (
     write_config,
 )
 from forget.datastore import DataStore, create_engine, resolve_url
-from forget.errors import InputError, WorkspaceError
+from forget.errors import InputError, JobLockedError, WorkspaceError
 from forget.pseudonym import Pseudonymiser, generate_key_file, load_key_file
 from ledger.keys import (
     generate_signing_key,
@@ -164,6 +167,32 @@ def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
             f"no forget workspace at {path} (from {source}): run `forget init DIR` or pass --workspace DIR"
         )
     return path.resolve()
+
+
+LOCK_FILE = ".forget.lock"
+
+
+@contextmanager
+def job_lock(workspace: Workspace) -> Iterator[None]:
+    """An exclusive lock for commands that change data or models (`run`, `train`, `ingest`).
+
+    A file lock for one host, and on PostgreSQL an advisory lock for hosts sharing the database;
+    the OS or the server releases both if the holder dies.
+    """
+    handle = (workspace.root / LOCK_FILE).open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobLockedError(
+                "another `forget run`, `train` or `ingest` is working on this workspace; nothing was changed"
+            ) from None
+        with workspace.datastore.advisory_lock(f"forget-job:{workspace.config.origin}") as acquired:
+            if not acquired:
+                raise JobLockedError("another forget job holds this workspace's database; nothing was changed")
+            yield
+    finally:
+        handle.close()
 
 
 def checkpoint_location(workspace: Workspace) -> str:

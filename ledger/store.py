@@ -204,6 +204,9 @@ def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> li
     Appending leaf i completes the perfect subtree of width 2^h ending at i for every h with
     2^h dividing i+1; its hash needs the left sibling, which is read once per batch at most.
     """
+    if connection.dialect.name == "postgresql":
+        # Concurrent appenders would both take max(seq) + 1; this lock queues them (until commit).
+        connection.exec_driver_sql("LOCK TABLE ledger_entries IN SHARE ROW EXCLUSIVE MODE")
     start = size(connection)
     known: dict[tuple[int, int], bytes] = {}
     entry_rows = []

@@ -41,7 +41,14 @@ def _entries(statement: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render_html(statement: dict[str, Any], supplement: str | None = None) -> str:
-    """A self-contained, printable page. `supplement` is extra evidence shown outside the claims."""
+    """A self-contained, printable page of the signed claims.
+
+    `supplement` is extra evidence the operator attaches (an evaluation report:
+    `reports.evaluation.render_evaluation_section(report)`), shown after "How to verify" under
+    "Supplementary evidence (not part of the signed statement)". A `markupsafe.Markup` value is
+    inserted as HTML (its maker escapes what it holds); a plain `str` is escaped and shown as text.
+    Without it the page is byte-identical to the one rendered before supplements existed.
+    """
     try:
         predicate = statement["predicate"]
         checkpoint_lines = predicate["log"]["checkpoint"].split("\n")
@@ -60,11 +67,11 @@ def render_html(statement: dict[str, Any], supplement: str | None = None) -> str
         raise CertificateFormatError(f"the certificate cannot be rendered: missing or malformed {error}") from error
 
 
-def render_pdf(statement: dict[str, Any]) -> bytes:
+def render_pdf(statement: dict[str, Any], supplement: str | None = None) -> bytes:
     """The same page as a PDF; weasyprint is an optional extra (pip install 'forget[pdf]')."""
     try:
         from weasyprint import HTML
     except ImportError as error:
         raise CertificateFormatError("PDF rendering needs weasyprint: pip install 'forget[pdf]'") from error
-    pdf: bytes = HTML(string=render_html(statement)).write_pdf()
+    pdf: bytes = HTML(string=render_html(statement, supplement)).write_pdf()
     return pdf

@@ -93,12 +93,25 @@ def deterministic_torch(threads: int) -> Iterator[None]:
     previous_threads = torch.get_num_threads()
     previous_flag = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    _set_deterministic(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous_flag)
+        _set_deterministic(previous_flag)
         torch.set_num_threads(previous_threads)
+
+
+def _set_deterministic(mode: bool) -> None:
+    """`torch.use_deterministic_algorithms`, minus its import of torch._inductor (1-2 s per process).
+
+    The public function sets this same flag and also configures the inductor compiler, which
+    eager-mode training never uses; fall back to it where the private setter is gone.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        setter(mode)
 
 
 def _to_cpu(value: Any) -> Any:

@@ -86,8 +86,11 @@ def test_retraining_one_shard_from_scratch_reproduces_it(trained: Path) -> None:
 def test_evaluate_and_predict(trained: Path, tmp_path: Path) -> None:
     write_tabular_csv(tmp_path / "test.csv", rows=200, seed=2)
     report = cli_json("-w", trained, "evaluate", tmp_path / "test.csv", "--device", "cpu")
-    assert report["rows"] == 200 and len(report["shard_accuracy"]) == 4
-    assert report["ensemble_accuracy"] > 0.6  # three overlapping blobs; chance is one third
+    utility = report["utility"]
+    assert utility["rows"] == 200 and len(utility["shard_accuracy"]) == 4
+    assert utility["ensemble_accuracy"]["value"] > 0.6  # three overlapping blobs; chance is one third
+    low, high = utility["ensemble_accuracy"]["ci95"]
+    assert low < utility["ensemble_accuracy"]["value"] < high
     cli("-w", trained, "predict", tmp_path / "test.csv", "-o", tmp_path / "p.csv", "--aggregation", "mean")
     with (tmp_path / "p.csv").open() as handle:
         rows = list(csv.DictReader(handle))

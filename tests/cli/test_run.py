@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from forget.jobs import job_lock
-from forget.workspace import open_workspace
+from forget.workspace import job_lock, open_workspace
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 
@@ -128,7 +127,7 @@ def test_two_jobs_at_once_exactly_one_works(tmp_path: Path, records: list[dict[s
     # A job holding the lock, in this process: a second job must leave everything as it is.
     with job_lock(open_workspace(ws)):
         blocked = cli("-w", ws, "run", expect=5)
-    assert "another `forget run` is working on this workspace" in blocked.stderr
+    assert "another `forget run`, `train` or `ingest` is working on this workspace" in blocked.stderr
     assert cli_json("-w", ws, "status")["requests"][0]["state"] == "pending"
     # Two real processes: the first pauses inside the job; the second starts and is refused.
     release = tmp_path / "release"
@@ -197,3 +196,19 @@ def test_bad_requests_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     result = cli("-w", ws, "request", "--subject-id", "alice", expect=3)
     assert "database" in result.stderr and "is missing" in result.stderr
     assert not (ws / "forget.db").exists()
+
+
+def test_a_device_that_is_not_there_stops_the_job_before_it_erases(
+    tmp_path: Path, records: list[dict[str, str]]
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    cli("-w", ws, "request", "--subject-id", ERASED[0])
+    before = digests(ws)
+    assert "sees no CUDA device" in cli("-w", ws, "run", "--device", "cuda", expect=3).stderr
+    assert cli("-w", ws, "run", "--device", "gpu", expect=2).exit_code == 2
+    assert digests(ws) == before
+    assert cli_json("-w", ws, "status")["requests"][0]["state"] == "pending"

@@ -116,3 +116,20 @@ def test_new_records_rewind_the_shards_they_land_in(workspace: Path, tmp_path: P
     assert any(s["latest_checkpoint"] is None for s in shards)
     cli("-w", workspace, "train", "--device", "cpu")
     assert all(s["latest_checkpoint"] for s in cli_json("-w", workspace, "shards"))
+
+
+def test_an_erased_subject_is_not_readmitted_by_accident(workspace: Path, tmp_path: Path) -> None:
+    records = write_tabular_csv(tmp_path / "d.csv", rows=40)
+    cli("-w", workspace, "ingest", tmp_path / "d.csv", *COLUMNS)
+    cli("-w", workspace, "train", "--device", "cpu")
+    subject = records[0]["subject"]
+    cli("-w", workspace, "request", "--subject-id", subject)
+    cli("-w", workspace, "run", "--device", "cpu")
+    again = [{**r, "record": r["record"] + "-again"} for r in records if r["subject"] == subject]
+    write_rows(tmp_path / "again.csv", again)
+    before = snapshot(workspace)
+    refused = cli("-w", workspace, "ingest", tmp_path / "again.csv", expect=2)
+    assert "belongs to a subject whose data was erased on request" in refused.stderr
+    assert snapshot(workspace) == before
+    cli("-w", workspace, "ingest", tmp_path / "again.csv", "--allow-erased")
+    assert snapshot(workspace)[0] == before[0] + len(again)

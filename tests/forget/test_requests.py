@@ -41,20 +41,24 @@ def test_durations_and_times() -> None:
 def test_filing_is_idempotent_and_extension_is_bounded(tmp_path: Path) -> None:
     cli(*init_args(tmp_path / "ws", "sqlite:///forget.db"))
     ws = open_workspace(tmp_path / "ws")
-    received = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    received = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
     first, created = file_request(ws, "  alice  ", received)
     again, created_again = file_request(ws, "alice")
     assert created and not created_again and again.request_id == first.request_id
-    assert first.deadline == datetime(2026, 4, 30, 12, 0, tzinfo=UTC)
+    assert first.deadline == add_months(received, 1)
     assert "alice" not in first.subject_key
     extended = extend_request(ws, first.request_id, 1, "many requests this month")
-    assert extended.deadline == datetime(2026, 5, 31, 12, 0, tzinfo=UTC)
-    assert extend_request(ws, first.request_id, 1, "still complex").deadline == datetime(2026, 6, 30, 12, tzinfo=UTC)
+    assert extended.deadline == add_months(received, 2)
+    assert extend_request(ws, first.request_id, 1, "still complex").deadline == add_months(received, 3)
     with pytest.raises(InputError, match="allows 2 in all"):
         extend_request(ws, first.request_id, 1, "more")
     with pytest.raises(InputError, match="needs a --reason"):
         extend_request(ws, first.request_id, 1, " ")
     assert [r.request_id for r in list_requests(ws, subject_id="alice")] == [first.request_id]
     assert list_requests(ws, subject_id="bob") == []
-    kinds = [e.kind for e in ws.ledger.entries(ws.datastore.engine.connect())]
-    assert kinds == ["request.received", "request.extended", "request.extended"]
+    late, _ = file_request(ws, "bob", received - timedelta(days=40))
+    with pytest.raises(InputError, match="within one month of receipt"):
+        extend_request(ws, late.request_id, 1, "too late to tell them")
+    with ws.datastore.engine.connect() as connection:
+        kinds = [e.kind for e in ws.ledger.entries(connection)]
+    assert kinds == ["request.received", "request.extended", "request.extended", "request.received"]

@@ -109,10 +109,11 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 def test_batched_appends_match_the_list_forms_for_every_size_up_to_40(engine: Engine, ledger: Ledger) -> None:
     for batch in (1, 2, 3, 5, 1, 8, 13, 7):  # 40 entries; batch edges fall inside and across subtrees
         made = _append(engine, ledger, batch)
+        expected_root = merkle.root_hash(_leaves(engine))  # read first: SQLite transactions are IMMEDIATE
         with engine.connect() as connection:
             size = store.size(connection)
             assert [e.index for e in made] == list(range(size - batch, size))
-            assert store.root(connection, size) == merkle.root_hash(_leaves(engine))
+            assert store.root(connection, size) == expected_root
     leaves = _leaves(engine)
     assert len(leaves) == 40
     with engine.connect() as connection:

@@ -1,0 +1,345 @@
+"""Renderings of an evaluation report (`forget evaluate --json`) for people: a page, or a certificate supplement.
+
+Pure functions of the report's dict: no clock, no environment, autoescaped, undefined names fail.
+The dict may come from a file a person hands over, so it is checked field by field first: every
+number that reaches the page (and the coordinates of its inline SVG charts) is a finite number in
+its range, every string is escaped by the template. A report that does not fit raises
+`EvaluationFormatError` (a `CertificateFormatError`: exit code 2 in the CLI).
+
+The report is the operator's own measurement, not a signed claim: attached to a certificate
+(`render_html(statement, supplement=render_evaluation_section(report))`) it is shown under
+"Supplementary evidence (not part of the signed statement)", and `forget certificate verify`
+ignores it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from reports.errors import CertificateFormatError
+
+FORMAT = "forget/evaluation/v1"
+"""Must equal forget.evaluation.FORMAT (reports imports nothing of the application layer)."""
+
+ATTACK_NAMES = {
+    "loss": "Loss (Yeom et al. 2018)",
+    "lira_offline": "LiRA offline, per class (Carlini et al. 2022)",
+}
+ATTACK_SHORT = {"loss": "loss", "lira_offline": "LiRA"}
+COMPARISON_NAMES = {
+    "members_vs_held_out": "training members vs held-out",
+    "erased_vs_held_out": "erased vs held-out",
+}
+
+_environment = Environment(
+    loader=PackageLoader("reports", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# Chart geometry (SVG user units).
+_LABEL_W = 150
+_BAR_W = 330
+_ROW_H = 18
+_CHART_W = _LABEL_W + _BAR_W + 70
+
+
+class EvaluationFormatError(CertificateFormatError):
+    """A file or dict that is not an evaluation report this version can show."""
+
+
+def read_evaluation(data: bytes) -> dict[str, Any]:
+    """Parse `forget evaluate --json` output and check that it renders; returns the dict."""
+    try:
+        report = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EvaluationFormatError(f"the evaluation report is not JSON: {error}") from error
+    if not isinstance(report, dict):
+        raise EvaluationFormatError("the evaluation report is not a JSON object")
+    _view(report)
+    return report
+
+
+def render_evaluation_html(report: Mapping[str, Any]) -> str:
+    """A self-contained page (no script, no external resource): tables and inline SVG bar charts."""
+    return _environment.get_template("evaluation.html.j2").render(view=_view(report), standalone=True)
+
+
+def render_evaluation_section(report: Mapping[str, Any], statement: Mapping[str, Any] | None = None) -> Markup:
+    """The same content as an HTML fragment, for `reports.render.render_html(..., supplement=...)`.
+
+    A `Markup` value: the certificate template inserts it as HTML. Every string from the report
+    inside it has already been escaped here; never wrap untrusted text in `Markup` yourself.
+    Given the certificate's `statement`, the fragment also says whether the evaluated checkpoints
+    are the ones the erasure left (each rewound shard's `checkpoint_after`).
+    """
+    view = _view(report)
+    view["certificate"] = _against_certificate(view, statement) if statement is not None else None
+    return Markup(_environment.get_template("evaluation.html.j2").render(view=view, standalone=False))
+
+
+def _against_certificate(view: Mapping[str, Any], statement: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per shard the certificate rewound: its checkpoint after the erasure, and the evaluated one."""
+    try:
+        erasure = statement["predicate"]["erasure"]
+        shards = [] if erasure is None else list(erasure["shards"])
+        rows = [(int(s["shard"]), str(s["checkpoint_after"])) for s in shards]
+    except (KeyError, TypeError, ValueError) as error:
+        raise CertificateFormatError(f"the certificate's erasure section is malformed: {error}") from error
+    evaluated = view["model"]["checkpoints"]
+    out = []
+    for shard, after in rows:
+        seen = evaluated[shard] if 0 <= shard < len(evaluated) else None
+        out.append({"shard": shard, "after": after, "evaluated": seen, "same": seen == after})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the report and building what the template shows
+# ---------------------------------------------------------------------------------------------
+
+
+def _field(data: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise EvaluationFormatError(f"the evaluation report's {where} is not an object")
+    if key not in data:
+        raise EvaluationFormatError(f"the evaluation report has no {where}.{key}")
+    return data[key]
+
+
+def _number(data: Mapping[str, Any], key: str, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    value = _field(data, key, where)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} is not a finite number")
+    if not low <= value <= high:
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} = {value} is outside [{low}, {high}]")
+    return float(value)
+
+
+def _optional_number(
+    data: Mapping[str, Any], key: str, where: str, low: float = -math.inf, high: float = math.inf
+) -> float | None:
+    return None if _field(data, key, where) is None else _number(data, key, where, low, high)
+
+
+def _count(data: Mapping[str, Any], key: str, where: str) -> int:
+    value = _field(data, key, where)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} is not a count")
+    return value
+
+
+def _text(data: Mapping[str, Any], key: str, where: str) -> str:
+    value = _field(data, key, where)
+    if not isinstance(value, str):
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} is not a string")
+    return value
+
+
+def _pair(data: Mapping[str, Any], key: str, where: str) -> tuple[float, float]:
+    value = _field(data, key, where)
+    if not isinstance(value, list) or len(value) != 2:
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} is not a [low, high] pair")
+    low = _number({"low": value[0]}, "low", f"{where}.{key}", 0, 1)
+    high = _number({"high": value[1]}, "high", f"{where}.{key}", 0, 1)
+    if low > high:
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} has low above high")
+    return low, high
+
+
+def _proportion(data: Any, where: str) -> dict[str, Any]:
+    low, high = _pair(data, "ci95", where)
+    return {
+        "value": _number(data, "value", where, 0, 1),
+        "correct": _count(data, "correct", where),
+        "rows": _count(data, "rows", where),
+        "low": low,
+        "high": high,
+    }
+
+
+def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = _field(data, key, where)
+    if not isinstance(value, list):
+        raise EvaluationFormatError(f"the evaluation report's {where}.{key} is not a list")
+    return value
+
+
+def _bar(label: str, value: float, low: float, high: float, row: int, emphasis: bool = False) -> dict[str, Any]:
+    """One horizontal bar on a 0..1 axis: pixel geometry only, so the template holds no arithmetic."""
+    y = row * _ROW_H + 4
+    return {
+        "label": label,
+        "value": value,
+        "y": y,
+        "text_y": y + 11,
+        "mid_y": y + 6.5,
+        "width": round(value * _BAR_W, 1),
+        "x_low": round(_LABEL_W + low * _BAR_W, 1),
+        "x_high": round(_LABEL_W + high * _BAR_W, 1),
+        "x_text": _LABEL_W + _BAR_W + 6,
+        "emphasis": emphasis,
+    }
+
+
+def _chart(bars: list[dict[str, Any]], marker: float | None) -> dict[str, Any]:
+    height = len(bars) * _ROW_H + 22
+    ticks = [{"x": round(_LABEL_W + t * _BAR_W, 1), "label": f"{t:g}"} for t in (0, 0.25, 0.5, 0.75, 1)]
+    return {
+        "bars": bars,
+        "width": _CHART_W,
+        "height": height,
+        "label_w": _LABEL_W,
+        "bar_w": _BAR_W,
+        "axis_y": height - 16,
+        "tick_y": height - 4,
+        "ticks": ticks,
+        "marker_x": None if marker is None else round(_LABEL_W + marker * _BAR_W, 1),
+    }
+
+
+def _attack(data: Any, index: int) -> dict[str, Any]:
+    where = f"membership.attacks[{index}]"
+    attack = _text(data, "attack", where)
+    comparison = _text(data, "comparison", where)
+    auc = _number(data, "auc", where, 0, 1)
+    se = _number(data, "auc_se", where, 0, 1)
+    low, high = _pair(data, "auc_ci95", where)
+    return {
+        "attack": attack,
+        "attack_name": ATTACK_NAMES.get(attack, attack),
+        "comparison": comparison,
+        "comparison_name": COMPARISON_NAMES.get(comparison, comparison),
+        "positives": _count(data, "positives", where),
+        "negatives": _count(data, "negatives", where),
+        "auc": auc,
+        "auc_se": se,
+        "low": low,
+        "high": high,
+        "advantage": _number(data, "advantage", where, 0, 1),
+        "advantage_se": _optional_number(data, "advantage_se", where, 0, 1),
+        "advantage_null95": _number(data, "advantage_null95", where, 0, math.inf),
+        "tpr_low_fpr": _number(data, "tpr_at_1pct_fpr", where, 0, 1),
+        "near_chance": abs(auc - 0.5) <= 1.959963984540054 * se,
+    }
+
+
+def _membership(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    where = "membership"
+    attacks = [_attack(a, i) for i, a in enumerate(_list(data, "attacks", where))]
+    erased = _field(data, "erased", where)
+    if erased is not None:
+        erased = _count(data, "erased", where)
+    bars = [
+        _bar(
+            f"{a['comparison'].split('_')[0]} · {ATTACK_SHORT.get(a['attack'], a['attack'])}",
+            a["auc"],
+            a["low"],
+            a["high"],
+            i,
+        )
+        for i, a in enumerate(attacks)
+    ]
+    erased_rows = [a for a in attacks if a["comparison"] == "erased_vs_held_out"]
+    return {
+        "threat_model": _text(data, "threat_model", where),
+        "members": _count(data, "members", where),
+        "held_out": _count(data, "held_out", where),
+        "erased": erased,
+        "seed": _count(data, "seed", where),
+        "bootstrap": _count(data, "bootstrap", where),
+        "attacks": attacks,
+        "chart": _chart(bars, marker=0.5),
+        "erased_near_chance": all(a["near_chance"] for a in erased_rows) if erased_rows else None,
+        "mia_gap": [{"attack": a["attack_name"], "gap": a["auc"] - 0.5} for a in erased_rows],
+    }
+
+
+def _reference(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    where = "reference"
+    identical = _field(data, "identical_checkpoints", where)
+    if not isinstance(identical, bool):
+        raise EvaluationFormatError("the evaluation report's reference.identical_checkpoints is not true or false")
+    erased_auc = _field(data, "erased_auc", where)
+    erased_rows = []
+    if erased_auc is not None:
+        if not isinstance(erased_auc, Mapping):
+            raise EvaluationFormatError("the evaluation report's reference.erased_auc is not an object")
+        for name in sorted(erased_auc):
+            erased_rows.append(
+                {
+                    "attack": ATTACK_NAMES.get(str(name), str(name)),
+                    "auc": _number(erased_auc, name, f"{where}.erased_auc", 0, 1),
+                }
+            )
+    return {
+        "accuracy": _proportion(_field(data, "accuracy", where), f"{where}.accuracy"),
+        "accuracy_gap": _number(data, "accuracy_gap", where, -1, 1),
+        "agreement": _number(data, "prediction_agreement", where, 0, 1),
+        "max_probability_difference": _number(data, "max_probability_difference", where, 0, 1),
+        "identical": identical,
+        "erased_auc": erased_rows,
+    }
+
+
+def _view(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the report and return what the template shows; raises EvaluationFormatError."""
+    if not isinstance(report, Mapping):
+        raise EvaluationFormatError("the evaluation report is not an object")
+    found = report.get("format")
+    if found != FORMAT:
+        raise EvaluationFormatError(f"not an evaluation report of format {FORMAT} (format: {found!r})")
+    model = _field(report, "model", "report")
+    utility = _field(report, "utility", "report")
+    ensemble = _proportion(_field(utility, "ensemble_accuracy", "utility"), "utility.ensemble_accuracy")
+    mean = _proportion(_field(utility, "ensemble_accuracy_mean", "utility"), "utility.ensemble_accuracy_mean")
+    shards = [
+        _proportion(p, f"utility.shard_accuracy[{i}]")
+        for i, p in enumerate(_list(utility, "shard_accuracy", "utility"))
+    ]
+    checkpoints = _list(model, "checkpoints", "model")
+    if len(checkpoints) != len(shards) or not all(isinstance(c, str) for c in checkpoints):
+        raise EvaluationFormatError("the evaluation report's model.checkpoints is not one digest per shard")
+    for shard, digest in zip(shards, checkpoints, strict=True):
+        shard["checkpoint"] = digest
+    aggregation = _text(utility, "aggregation", "utility")
+    bars = [
+        _bar(f"ensemble ({aggregation})", ensemble["value"], ensemble["low"], ensemble["high"], 0, emphasis=True),
+        _bar("ensemble (mean)", mean["value"], mean["low"], mean["high"], 1, emphasis=True),
+        *(_bar(f"shard {i}", p["value"], p["low"], p["high"], i + 2) for i, p in enumerate(shards)),
+    ]
+    return {
+        "file": _text(report, "file", "report"),
+        "evaluated_at": _text(report, "evaluated_at", "report"),
+        "model": {
+            "shards": _count(model, "shards", "model"),
+            "slices": _count(model, "slices", "model"),
+            "name": _text(model, "model", "model"),
+            "epochs": _number(model, "epochs", "model", 0),
+            "checkpoints": checkpoints,
+            "checkpoints_sha256": _text(model, "checkpoints_sha256", "model"),
+        },
+        "utility": {
+            "rows": _count(utility, "rows", "utility"),
+            "aggregation": aggregation,
+            "ensemble": ensemble,
+            "mean": mean,
+            "shards": shards,
+            "chart": _chart(bars, marker=None),
+        },
+        "membership": _membership(_field(report, "membership", "report")),
+        "reference": _reference(_field(report, "reference", "report")),
+        "certificate": None,
+    }
