@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from forget.config import (
     CONFIG_NAME,
@@ -25,16 +24,14 @@ from forget.config import (
 from forget.datastore import DataStore, create_engine, resolve_url
 from forget.errors import InputError, JobLockedError, WorkspaceError
 from forget.pseudonym import Pseudonymiser, generate_key_file, load_key_file
-from ledger.keys import (
-    generate_signing_key,
-    load_private_key,
-    load_public_key,
-    public_key_pem,
-    write_private_key,
-)
-from ledger.log import Ledger
 from sisa.placement import PlacementMode
 from sisa.store import BlobStore, open_store
+
+if TYPE_CHECKING:
+    # Keys and the ledger pull in `cryptography`; commands such as `forget status` never need them.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger.log import Ledger
 
 ENV_WORKSPACE = "FORGET_WORKSPACE"
 KEYS_DIR = "keys"
@@ -91,9 +88,14 @@ class Workspace:
 
     @cached_property
     def ledger(self) -> Ledger:
+        from ledger.keys import load_public_key
+        from ledger.log import Ledger
+
         return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY))
 
     def signing_key(self) -> Ed25519PrivateKey:
+        from ledger.keys import load_private_key
+
         return load_private_key(self.keys_dir / SIGNING_KEY, self.passphrase)
 
     def save_config(self, config: WorkspaceConfig) -> None:
@@ -103,6 +105,8 @@ class Workspace:
 
 def init_workspace(root: Path, options: InitOptions) -> Workspace:
     """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
+    from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
+
     if options.shards < 1 or options.slices < 1:
         raise InputError(f"--shards and --slices must be at least 1 (got {options.shards} and {options.slices})")
     if options.training.epochs <= 0 or options.training.batch_size < 1 or options.training.lr <= 0:
