@@ -27,24 +27,36 @@ class CanonicalizationError(LedgerError):
 _MAX_EXACT = 2**53 - 1
 
 
-def _plain(value: object, depth: int = 0) -> bool:
+def _plain(value: object) -> bool:
     """True when the standard library's sorted, compact JSON is already the RFC 8785 form.
 
     That holds without floats (whose formatting differs), with integers a JSON number holds
     exactly, and with ASCII keys (for which code-point order is UTF-16 order). Strings need no
     check: both escape exactly the same characters, and a lone surrogate fails the UTF-8 encode.
+    Exact types only (a loop, not recursion: this runs for every ledger entry); anything else,
+    subclasses included, takes the general path.
     """
-    if value is None or isinstance(value, str | bool):
-        return True
-    if isinstance(value, int):
-        return -_MAX_EXACT <= value <= _MAX_EXACT
-    if depth > 64:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -_MAX_EXACT <= item <= _MAX_EXACT:  # type: ignore[operator]
+                continue
+            return False
+        if kind is dict:
+            for key, child in item.items():  # type: ignore[attr-defined]
+                if type(key) is not str or not key.isascii():
+                    return False
+                stack.append(child)
+            continue
+        if kind is list or kind is tuple:
+            stack.extend(item)  # type: ignore[arg-type]
+            continue
         return False
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_plain(item, depth + 1) for item in value)
-    return False
+    return True
 
 
 def canonical_json(value: object) -> bytes:
@@ -57,8 +69,8 @@ def canonical_json(value: object) -> bytes:
     if _plain(value):
         try:
             return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let rfc8785 name the problem
+        except (UnicodeEncodeError, RecursionError):
+            pass  # a lone surrogate or a very deep value: let rfc8785 name the problem
     try:
         return rfc8785.dumps(cast(Any, value))
     except rfc8785.CanonicalizationError as error:
