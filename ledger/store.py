@@ -228,6 +228,9 @@ def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> li
             node_rows.append((level, (end - width) >> level, right))
     # The driver's executemany directly: SQLAlchemy's per-row parameter processing cost more
     # than the inserts themselves (about a third of an append).
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        _copy_rows(connection, entry_rows, node_rows)
+        return list(range(start, start + len(entry_rows)))
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     if entry_rows:
         columns = "seq, kind, time, entry, leaf_hash"
@@ -238,6 +241,21 @@ def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> li
             f"INSERT INTO ledger_nodes (level, idx, hash) VALUES ({mark}, {mark}, {mark})", node_rows
         )
     return list(range(start, start + len(entry_rows)))
+
+
+def _copy_rows(
+    connection: Connection, entry_rows: Sequence[tuple[object, ...]], node_rows: Sequence[tuple[object, ...]]
+) -> None:
+    """PostgreSQL's COPY: half the time of a pipelined executemany. Row triggers still fire."""
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    for sql, rows in (
+        ("COPY ledger_entries (seq, kind, time, entry, leaf_hash) FROM STDIN", entry_rows),
+        ("COPY ledger_nodes (level, idx, hash) FROM STDIN", node_rows),
+    ):
+        if rows:
+            with cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
 
 
 def read_entries(
