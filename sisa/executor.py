@@ -116,7 +116,8 @@ class DaskExecutor(ShardExecutor):
                 for job in jobs
             }  # fmt: skip
             trained: dict[int, list[str]] = {}
-            for future in as_completed(list(futures)):  # type: ignore[no-untyped-call]
+            # `loop=` ties completion to this executor's client, not whichever client is the default.
+            for future in as_completed(list(futures), loop=client.loop):  # type: ignore[no-untyped-call]
                 shard = futures[future]
                 try:
                     results: list[TrainedSlice] = future.result()
