@@ -610,7 +610,8 @@ def certificate_issue(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the certificate (JSON).")],
 ) -> None:
     """(Re-)issue a completed request's certificate, signed and anchored in the latest tree head."""
-    from forget.certificates import build_certificate, write_atomically
+    from forget.certificates import build_certificate
+    from sisa.store import write_atomically
 
     write_atomically(output, build_certificate(workspace(signing=True), request_id))
     out.print(f"wrote {output}")

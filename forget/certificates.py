@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from ledger import store
 from ledger.errors import LedgerError
 from ledger.log import Entry
 from reports.certificate import LoggedEntry, build_statement, sign_certificate
+from sisa.store import write_atomically
 
 CERTIFICATES_DIR = "certificates"
 CERTIFIED = "request.certified"
@@ -121,20 +120,6 @@ def build_certificate(workspace: Workspace, request_id: str) -> bytes:
         issued_at=format_time(datetime.now(UTC)),
     )
     return sign_certificate(statement, workspace.signing_key())
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def issue_certificates(workspace: Workspace, request_ids: Iterable[str]) -> list[Path]:

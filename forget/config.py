@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -16,6 +14,7 @@ from forget.errors import WorkspaceError
 from forget.schema import Schema
 from sisa.placement import PlacementMode
 from sisa.schedule import Schedule
+from sisa.store import write_atomically
 
 CONFIG_NAME = "forget.toml"
 CONFIG_FORMAT = 1
@@ -150,13 +149,4 @@ def write_config(path: Path, config: WorkspaceConfig) -> None:
     """Atomic: a crash leaves the old file or the new one, never half of each."""
     text = "# forget workspace. The [schema] section is the feature encoding: review it, never refit it.\n"
     text += tomli_w.dumps(config.to_toml())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".forget.toml-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode())

@@ -14,6 +14,21 @@ from pathlib import Path
 from sisa.errors import CheckpointError
 
 
+def write_atomically(path: Path, data: bytes) -> None:
+    """Temp file, fsync, rename: a crash leaves the old file or the new one, never half of each."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class CheckpointStore:
     """Files under `root/ab/abcdef...`; writes are atomic (temp file, fsync, rename)."""
 
@@ -28,17 +43,7 @@ class CheckpointStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data)
         return digest
 
     def get(self, digest: str) -> bytes:
