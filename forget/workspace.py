@@ -23,6 +23,7 @@ from forget.config import (
 )
 from forget.datastore import DataStore, create_engine, resolve_url
 from forget.errors import InputError, JobLockedError, WorkspaceError
+from forget.migrate import current_revision
 from forget.pseudonym import Pseudonymiser, generate_key_file, load_key_file
 from sisa.placement import PlacementMode
 from sisa.store import BlobStore, open_store
@@ -141,7 +142,15 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
             (keys / PUBLIC_KEY).write_bytes(public_key_pem(signing.public_key()))
         load_private_key(keys / SIGNING_KEY, options.passphrase)
         (root / CHECKPOINTS_DIR).mkdir(exist_ok=True)
-        DataStore(create_engine(resolve_url(config.database, root), must_exist=False)).create_schema()
+        engine = create_engine(resolve_url(config.database, root), must_exist=False)
+        existing = current_revision(engine)
+        if existing is not None:
+            engine.dispose()
+            raise WorkspaceError(
+                f"the database {config.database} already holds a forget workspace (schema {existing});"
+                " give each workspace a database of its own"
+            )
+        DataStore(engine).create_schema()
         write_config(root / CONFIG_NAME, config)
     except BaseException:
         if created_keys:

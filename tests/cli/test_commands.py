@@ -152,3 +152,11 @@ def test_an_encrypted_signing_key_needs_its_passphrase(tmp_path: Path, monkeypat
     monkeypatch.setenv("FORGET_KEY_PASSPHRASE", "correct horse")
     cli("-w", ws, "ingest", tmp_path / "d.csv", *COLUMNS)
     cli("-w", ws, "ledger", "verify")
+
+
+def test_two_workspaces_cannot_share_a_database(tmp_path: Path) -> None:
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    cli(*init_args(tmp_path / "a", shared))
+    result = cli(*init_args(tmp_path / "b", shared), expect=3)
+    assert "already holds a forget workspace" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "b" / "forget.toml").exists() and not (tmp_path / "b" / "keys").exists()
