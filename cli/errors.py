@@ -29,6 +29,8 @@ class ExitCode(IntEnum):
     """`forget status`: at least one request is past its deadline (a signal for monitoring)."""
     LOCKED = 5
     """`forget run`: another job holds the workspace; nothing was changed."""
+    INTERNAL = 70
+    """An unexpected exception: a bug (EX_SOFTWARE), never a verdict on data or proofs."""
 
 
 def exit_code_for(error: BaseException) -> ExitCode:

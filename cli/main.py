@@ -691,4 +691,12 @@ def audit_replay(
 
 
 def run() -> None:
-    app()
+    """The console script: a failure that is not one of ours is a bug, shown as such (exit 70)."""
+    try:
+        app()
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print("error: internal error in forget (a bug): please report it with the traceback above", file=sys.stderr)
+        sys.exit(int(errors.ExitCode.INTERNAL))

@@ -160,3 +160,20 @@ def test_two_workspaces_cannot_share_a_database(tmp_path: Path) -> None:
     result = cli(*init_args(tmp_path / "b", shared), expect=3)
     assert "already holds a forget workspace" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "b" / "forget.toml").exists() and not (tmp_path / "b" / "keys").exists()
+
+
+def test_an_unexpected_exception_is_a_bug_with_its_own_exit_code(
+    trained: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import forget.training
+    from cli.main import run
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(forget.training, "shard_summaries", broken)
+    monkeypatch.setattr(sys, "argv", ["forget", "-w", str(trained), "shards"])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code == 70
+    assert "internal error in forget (a bug)" in capsys.readouterr().err
