@@ -53,8 +53,8 @@ import torch
 
 from forget.config import TrainingSettings
 from forget.erasure import erase, plan_erasure, subject_records
+from forget.evaluation import evaluate_utility
 from forget.ingest import ColumnChoice, ingest_file
-from forget.serving import evaluate_file
 from forget.training import plan_training, train
 from forget.workspace import KEYS_DIR, PSEUDONYM_KEY, InitOptions, Workspace, init_workspace
 from sisa.aggregation import Aggregation
@@ -296,8 +296,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     shards, slices = args.shards, args.slices
     sisa, sisa_times = build_workspace(scratch / "sisa", split, shards, slices, settings, args.seed, keys)
     with timed(sisa_times, "evaluate_s"):
-        evaluation = evaluate_file(sisa, split.test_csv, Aggregation.VOTE, "cpu")
-    log(f"ensemble accuracy {evaluation.accuracy:.4f} (mean aggregation {evaluation.accuracy_mean:.4f})")
+        evaluation = evaluate_utility(sisa, split.test_csv, Aggregation.VOTE, "cpu")
+    log(f"ensemble accuracy {evaluation.accuracy.value:.4f} (mean aggregation {evaluation.accuracy_mean.value:.4f})")
 
     chooser = random.Random(args.seed)
     chosen = chooser.sample(split.train_subjects, args.erasures + 1)
@@ -330,7 +330,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     erase_times = [e["erase_s"] for e in erasures]
     erase_median = statistics.median(erase_times)
     erase_cpu_median = statistics.median(e["erase_cpu_s"] for e in erasures)
-    after = evaluate_file(sisa, split.test_csv, Aggregation.VOTE, "cpu")
+    after = evaluate_utility(sisa, split.test_csv, Aggregation.VOTE, "cpu")
 
     fixed_cost, fixed_detail = probe_fixed_cost(sisa, probe_subject, args.probe_repeats)
     log(f"fixed cost of an erasure (fresh process, no training): {fixed_cost:.2f} s")
@@ -366,20 +366,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fixed_cost_cpu_s": round(statistics.median(fixed_detail["process_cpu_s"]), 4),
         "deterministic_warmup_s": deterministic_warmup_s,
         "fixed_cost_detail": fixed_detail,
-        "ensemble_accuracy": round(evaluation.accuracy, 4),
-        "ensemble_accuracy_mean_aggregation": round(evaluation.accuracy_mean, 4),
-        "shard_accuracy_mean": round(statistics.fmean(evaluation.shard_accuracy), 4),
-        "ensemble_accuracy_after_erasures": round(after.accuracy, 4),
+        "ensemble_accuracy": round(evaluation.accuracy.value, 4),
+        "ensemble_accuracy_mean_aggregation": round(evaluation.accuracy_mean.value, 4),
+        "shard_accuracy_mean": round(statistics.fmean(a.value for a in evaluation.shard_accuracy), 4),
+        "ensemble_accuracy_after_erasures": round(after.accuracy.value, 4),
         "majority_class_accuracy": round(split.majority_test_accuracy, 4),
     }
     if not args.skip_monolithic:
         mono, mono_times = build_workspace(scratch / "monolithic", split, 1, 1, settings, args.seed, keys)
-        mono_eval = evaluate_file(mono, split.test_csv, Aggregation.VOTE, "cpu")
-        log(f"monolithic accuracy {mono_eval.accuracy:.4f}")
-        result["monolithic_accuracy"] = round(mono_eval.accuracy, 4)
+        mono_eval = evaluate_utility(mono, split.test_csv, Aggregation.VOTE, "cpu")
+        log(f"monolithic accuracy {mono_eval.accuracy.value:.4f}")
+        result["monolithic_accuracy"] = round(mono_eval.accuracy.value, 4)
         result["monolithic_train_s"] = mono_times["train_s"]
         result["monolithic_train_cpu_s"] = mono_times["train_cpu_s"]
-        result["accuracy_gap_points"] = round(100 * (mono_eval.accuracy - evaluation.accuracy), 2)
+        result["accuracy_gap_points"] = round(100 * (mono_eval.accuracy.value - evaluation.accuracy.value), 2)
         result["speedup_vs_monolithic_retrain"] = round(mono_times["train_s"] / erase_median, 2)
     result.update(
         {

@@ -219,10 +219,6 @@ class DataStore:
         with self.engine.connect() as connection:
             return {int(shard): int(count) for shard, count in connection.execute(query)}
 
-    def iter_subject_keys(self) -> Iterator[str]:
-        with self.engine.connect() as connection:
-            yield from (row[0] for row in connection.execute(sa.select(records.c.subject_key).distinct()))
-
     # -- checkpoints of the current lineage ------------------------------------------------
 
     def checkpoint_map(self, connection: Connection | None = None) -> dict[tuple[int, int], str]:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from forget.config import TrainingSettings
 from forget.errors import ForgetError
+from forget.evaluation import evaluate_utility
 from forget.ingest import ColumnChoice, ingest_file
 from forget.jobs import run_job
 from forget.ledger_view import verify as verify_ledger
 from forget.requests import file_request
-from forget.serving import evaluate_file
 from forget.training import plan_training, train
 from forget.workspace import InitOptions, init_workspace
 from ledger.keys import load_public_key
@@ -67,9 +67,9 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
     started = time.perf_counter()
     train(workspace, plan_training(workspace), device)
     say(f"trained every shard in {time.perf_counter() - started:.1f} s")
-    before = evaluate_file(workspace, test_csv, Aggregation.VOTE, device)
-    per_shard = ", ".join(f"{a:.3f}" for a in before.shard_accuracy)
-    say(f"held-out accuracy: ensemble {before.accuracy:.3f} (shards: {per_shard})")
+    before = evaluate_utility(workspace, test_csv, Aggregation.VOTE, device)
+    per_shard = ", ".join(f"{a.value:.3f}" for a in before.shard_accuracy)
+    say(f"held-out accuracy: ensemble {before.accuracy.value:.3f} (shards: {per_shard})")
 
     writers = ["w0001", "w0100", "w0420"]
     requests = [file_request(workspace, w)[0] for w in writers]
@@ -83,8 +83,8 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
         f" {len(summary.no_data)} request with no data held, shards {list(summary.shards_retrained)} retrained"
         f" ({len(summary.shards_retrained)} of 5), {summary.checkpoints_purged} checkpoints purged, in {seconds:.1f} s"
     )
-    after = evaluate_file(workspace, test_csv, Aggregation.VOTE, device)
-    say(f"held-out accuracy after erasure: ensemble {after.accuracy:.3f}")
+    after = evaluate_utility(workspace, test_csv, Aggregation.VOTE, device)
+    say(f"held-out accuracy after erasure: ensemble {after.accuracy.value:.3f}")
 
     public_key = root / "public-key.pem"
     public_key.write_bytes(workspace.public_key_pem())

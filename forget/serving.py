@@ -27,25 +27,6 @@ class Predictions:
     """Per shard: (shards, rows, classes)."""
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    rows: int
-    accuracy: float
-    accuracy_mean: float
-    shard_accuracy: tuple[float, ...]
-    aggregation: Aggregation
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rows": self.rows,
-            "aggregation": self.aggregation.value,
-            "ensemble_accuracy": self.accuracy,
-            "ensemble_accuracy_vote": self.accuracy if self.aggregation is Aggregation.VOTE else None,
-            "ensemble_accuracy_mean": self.accuracy_mean,
-            "shard_accuracy": list(self.shard_accuracy),
-        }
-
-
 def _schema(workspace: Workspace) -> Schema:
     if workspace.config.schema is None:
         raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
@@ -102,23 +83,3 @@ def predict_file(workspace: Workspace, path: Path, aggregation: Aggregation, dev
     features, _ = encode_file(workspace, path, need_labels=False)
     probabilities = shard_probabilities(workspace, features, device)
     return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities)
-
-
-def evaluate_file(workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto") -> Evaluation:
-    features, labels = encode_file(workspace, path, need_labels=True)
-    assert labels is not None
-    return evaluate_arrays(shard_probabilities(workspace, features, device), np.asarray(labels), aggregation)
-
-
-def evaluate_arrays(
-    probabilities: np.ndarray[Any, np.dtype[np.float32]],
-    labels: np.ndarray[Any, Any],
-    aggregation: Aggregation,
-) -> Evaluation:
-    return Evaluation(
-        rows=int(labels.shape[0]),
-        accuracy=float((aggregate(probabilities, aggregation) == labels).mean()),
-        accuracy_mean=float((aggregate(probabilities, Aggregation.MEAN) == labels).mean()),
-        shard_accuracy=tuple(float((p.argmax(axis=1) == labels).mean()) for p in probabilities),
-        aggregation=aggregation,
-    )

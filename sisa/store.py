@@ -29,6 +29,14 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def _checked(digest: str, data: bytes) -> bytes:
+    """The bytes, if they hash to the digest they were stored under."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise CheckpointError(f"checkpoint {digest[:12]} is corrupt: its bytes hash to {actual[:12]}")
+    return data
+
+
 class CheckpointStore:
     """Files under `root/ab/abcdef...`; writes are atomic (temp file, fsync, rename)."""
 
@@ -51,10 +59,7 @@ class CheckpointStore:
             data = self.path(digest).read_bytes()
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {digest[:12]} is missing from {self.root}") from None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise CheckpointError(f"checkpoint {digest[:12]} is corrupt: its bytes hash to {actual[:12]}")
-        return data
+        return _checked(digest, data)
 
     def delete(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
@@ -104,10 +109,7 @@ class FsspecCheckpointStore:
             data: bytes = self.fs.cat_file(self._key(digest))
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {digest[:12]} is missing from {self.url}") from None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise CheckpointError(f"checkpoint {digest[:12]} is corrupt: its bytes hash to {actual[:12]}")
-        return data
+        return _checked(digest, data)
 
     def delete(self, digest: str) -> None:
         if self.fs.exists(self._key(digest)):
