@@ -10,9 +10,10 @@ from typing import ParamSpec, TypeVar
 
 import typer
 
-from forget.errors import USER_ERRORS, InputError, JobLockedError
+from forget.errors import USER_ERRORS, InputError, JobLockedError, storage_failure
 from ledger.errors import VerificationError
 from reports.errors import CertificateFormatError
+from sisa.store import CheckpointDigestError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,7 +35,7 @@ class ExitCode(IntEnum):
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
-    if isinstance(error, VerificationError):
+    if isinstance(error, VerificationError | CheckpointDigestError):  # a checkpoint file that is not its digest
         return ExitCode.VERIFICATION_FAILED
     if isinstance(error, InputError | CertificateFormatError):
         return ExitCode.BAD_INPUT
@@ -60,5 +61,15 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
                 traceback.print_exc()
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(int(exit_code_for(error))) from None
+        except Exception as error:
+            problem = storage_failure(error)
+            if problem is None:
+                raise
+            if verbose:
+                import traceback
+
+                traceback.print_exc()
+            print(f"error: {problem}", file=sys.stderr)
+            raise typer.Exit(int(ExitCode.WORKSPACE)) from None
 
     return wrapper

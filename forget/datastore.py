@@ -57,6 +57,14 @@ requests = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=True),
     sa.Column("note", sa.Text, nullable=True),
     sa.Column("certificate_sha256", sa.String(64), nullable=True),
+    sa.Column("extension_reason", sa.Text, nullable=True),
+)
+
+workspace_pins = sa.Table(
+    "workspace_pins",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )
 
 
@@ -75,6 +83,7 @@ class RequestRow:
     outcome: str | None
     note: str | None
     certificate_sha256: str | None = None
+    extension_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,15 @@ class DataStore:
         connection.execute(checkpoints.delete().where(condition))
         return digests
 
+    # -- pins: what the workspace was created with ------------------------------------------
+
+    def set_pins(self, connection: Connection, pins: dict[str, str]) -> None:
+        connection.execute(workspace_pins.insert(), [{"name": k, "value": v} for k, v in sorted(pins.items())])
+
+    def pins(self) -> dict[str, str]:
+        with self.engine.connect() as connection:
+            return {row.name: row.value for row in connection.execute(sa.select(workspace_pins))}
+
     # -- erasure requests -----------------------------------------------------------------
 
     def add_request(self, connection: Connection, row: RequestRow) -> None:
@@ -300,14 +318,121 @@ class DataStore:
         return found
 
     def vacuum_records(self) -> None:
-        """PostgreSQL keeps deleted tuples until VACUUM; SQLite's secure_delete zeroes them at once."""
-        if self.engine.dialect.name == "postgresql":
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.execute(sa.text("VACUUM (FULL) records"))
+        """PostgreSQL keeps deleted tuples until VACUUM; SQLite's secure_delete zeroes them at once.
+
+        The erased rows also sit in PostgreSQL's write-ahead log until its segments are reused or
+        removed (docs/operations.md, measured by benchmarks/probe_pg_wal.py). A CHECKPOINT and a
+        WAL switch let the server drop them sooner; they need the pg_checkpoint role and a grant on
+        pg_switch_wal(), so each is tried and skipped where the application's role may not.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("VACUUM (FULL) records"))
+            # Three rounds: measured with benchmarks/probe_pg_wal.py, one or two rounds still left the
+            # erased rows in pg_wal segments; after three, none (docs/operations.md).
+            for statement in ("SELECT pg_switch_wal()", "CHECKPOINT") * 3:
+                try:
+                    connection.execute(sa.text(statement))
+                except sa.exc.ProgrammingError:  # insufficient privilege: the operator's settings decide
+                    continue
 
     def referenced_digests(self) -> set[str]:
         with self.engine.connect() as connection:
             return {row[0] for row in connection.execute(sa.select(checkpoints.c.digest))}
+
+    # -- read-only views of the ledger, for checking the tables against it -----------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction in which every statement sees the same committed state.
+
+        PostgreSQL's default (READ COMMITTED) gives each statement its own snapshot, so a table
+        read and a ledger read could straddle a commit and disagree spuriously; SQLite's
+        transactions already see one state (and here take the write lock as they begin).
+        """
+        options: dict[str, Any] = {}
+        if self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
+
+    def all_requests(self, connection: Connection) -> list[RequestRow]:
+        query = sa.select(requests).order_by(requests.c.request_id)
+        return [RequestRow(**row._mapping) for row in connection.execute(query)]
+
+    def request_entries(self, connection: Connection, kinds: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The ledger's request entries of these kinds, in log order, in one query.
+
+        Rows are (index, kind, request_id, subject_key, received_at, deadline, months, outcome,
+        records_erased, completed_at), each field None where the entry has none; the database
+        extracts them (ints come back as text on PostgreSQL, for the caller to check).
+        """
+        dialect = self.engine.dialect.name
+        if dialect not in _REQUEST_FIELDS:
+            raise WorkspaceError(f"checking requests against the ledger is not supported on {dialect}")
+        marks = ", ".join(f":k{i}" for i in range(len(kinds)))
+        query = _REQUEST_FIELDS[dialect].format(kinds=marks)
+        rows = connection.execute(sa.text(query), {f"k{i}": kind for i, kind in enumerate(kinds)})
+        return [tuple(row) for row in rows]
+
+    def lineage_window(
+        self, connection: Connection, start: int, stop: int, checkpoint: str, manifest: str, planned: str
+    ) -> list[tuple[int, str, Any, Any, Any]]:
+        """The lineage entries of indices start..stop-1, newest first, in one query.
+
+        Rows are (index, kind, shard, slice, digest): a checkpoint with its sha256, a slice
+        manifest, or one row per rewind of an erasure plan (its from_slice as the slice). The
+        database extracts the fields itself, so no entry is decoded in Python; numbers come back
+        as the database returns them (int, or text on PostgreSQL), for the caller to check.
+        """
+        dialect = self.engine.dialect.name
+        if dialect not in _LINEAGE_WINDOW:
+            raise WorkspaceError(f"checking checkpoints against the ledger is not supported on {dialect}")
+        params = {"start": start, "stop": stop, "checkpoint": checkpoint, "manifest": manifest, "planned": planned}
+        rows = connection.execute(sa.text(_LINEAGE_WINDOW[dialect]), params)
+        return [(int(seq), str(kind), shard, slice_, digest) for seq, kind, shard, slice_, digest in rows]
+
+
+_REQUEST_COLUMNS = ("request_id", "subject_key", "received_at", "deadline", "months", "outcome",
+                    "records_erased", "completed_at")  # fmt: skip
+_REQUEST_FIELDS = {
+    "sqlite": "SELECT seq, kind, "
+    + ", ".join(f"json_extract(t, '$.payload.{c}')" for c in _REQUEST_COLUMNS)
+    + " FROM (SELECT seq, kind, CAST(entry AS TEXT) AS t FROM ledger_entries WHERE kind IN ({kinds})) ORDER BY seq",
+    "postgresql": "SELECT seq, kind, "
+    + ", ".join(f"p ->> '{c}'" for c in _REQUEST_COLUMNS)
+    + " FROM (SELECT seq, kind, convert_from(entry, 'UTF8')::jsonb -> 'payload' AS p FROM ledger_entries"
+    " WHERE kind IN ({kinds})) AS requested ORDER BY seq",
+}
+
+_LINEAGE_WINDOW = {
+    # CAST: SQLite 3.45+ reads a BLOB argument of the JSON functions as its binary JSONB format.
+    # `+kind`: without it SQLite walks the kind index (every lineage entry ever logged) instead
+    # of the index range of the window.
+    "sqlite": """
+        SELECT seq, kind, json_extract(t, '$.payload.shard'), json_extract(t, '$.payload.slice'),
+               json_extract(t, '$.payload.checkpoint_sha256')
+        FROM (SELECT seq, kind, CAST(entry AS TEXT) AS t FROM ledger_entries
+              WHERE seq >= :start AND seq < :stop AND +kind IN (:checkpoint, :manifest))
+        UNION ALL
+        SELECT e.seq, e.kind, json_extract(r.value, '$.shard'), json_extract(r.value, '$.from_slice'), NULL
+        FROM ledger_entries AS e, json_each(CAST(e.entry AS TEXT), '$.payload.rewinds') AS r
+        WHERE e.seq >= :start AND e.seq < :stop AND +e.kind = :planned
+        ORDER BY 1 DESC
+    """,
+    "postgresql": """
+        SELECT seq, kind, p ->> 'shard', p ->> 'slice', p ->> 'checkpoint_sha256'
+        FROM (SELECT seq, kind, convert_from(entry, 'UTF8')::jsonb -> 'payload' AS p FROM ledger_entries
+              WHERE seq >= :start AND seq < :stop AND kind IN (:checkpoint, :manifest)) AS lineage
+        UNION ALL
+        SELECT e.seq, e.kind, r ->> 'shard', r ->> 'from_slice', NULL
+        FROM ledger_entries AS e
+        CROSS JOIN LATERAL jsonb_array_elements(convert_from(e.entry, 'UTF8')::jsonb -> 'payload' -> 'rewinds') AS r
+        WHERE e.seq >= :start AND e.seq < :stop AND e.kind = :planned
+        ORDER BY 1 DESC
+    """,
+}
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

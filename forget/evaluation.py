@@ -3,8 +3,13 @@
 Three questions, one report (`EvaluationReport`, with `to_dict()` for `--json` and the HTML renderers
 in `reports.evaluation`):
 
-1. **Utility.** Ensemble accuracy (the workspace's aggregation, and the mean of the probabilities)
-   and every shard's accuracy on a labelled file, each with a 95% Wilson score interval.
+1. **Utility, and whether the model is any use.** Ensemble accuracy (the workspace's aggregation,
+   and the mean of the probabilities) and every shard's accuracy on a labelled file, each with a 95%
+   Wilson score interval; the majority-class baseline with an exact one-sided McNemar test against
+   it, balanced accuracy and macro-F1 (stratified bootstrap intervals), per-class recall and F1,
+   and the shards that predict one class. `diagnose` turns them, with the shards' sizes against
+   the model (`ModelFit`), into a one-line verdict and warnings (`Finding`); `forget train` prints
+   `training_verdict`, the same on a sample of the training records.
 2. **Membership inference.** How well an attacker who sees the ensemble's mean class probabilities
    tells apart three groups: records the shards were trained on (sampled from the workspace's own
    data store), held-out records (the labelled file), and erased records (a file the operator
@@ -25,12 +30,16 @@ in `reports.evaluation`):
    AUC (rank-based Mann-Whitney U, ties count one half) with its Hanley-McNeil standard error, the
    membership advantage `max(TPR - FPR)` over all thresholds (Yeom et al.'s measure) with a
    bootstrap standard error, and the TPR at 1% FPR (Carlini et al.'s recommended low-FPR measure).
+   Each comes with a `Conclusion` (`conclude`): inconclusive below the sample size at which the test
+   has 80% power to see an AUC of 0.6 (and says how many records it needs), or when the AUC and the
+   advantage disagree; indistinguishable or distinguishable otherwise.
 3. **Unlearning metrics.** The MIA gap (erased-against-held-out AUC minus 0.5: zero when erased
    records look exactly like data the model never saw, which exact SISA guarantees for the retrained
    shards) and, given a reference workspace retrained from scratch on the retained data (for example
    `forget init REF --keys-from WS` then `ingest --schema WS/forget.toml` of the retained records),
-   the accuracy gap to it, the agreement of the two ensembles' predictions and whether their
-   checkpoints are identical (for exact SISA: gap 0, agreement 1, identical).
+   the accuracy gap to it, the agreement of the two ensembles' predictions, whether their
+   checkpoints are identical, and the Tug-of-War score of Zhao et al. 2024 over the forget, retain
+   and test sets (for exact SISA: gap 0, agreement 1, identical, ToW 1.0).
 
 The attacker here sees the mean of the shards' probabilities, even when the workspace serves a
 majority vote (labels only): a stronger attacker than the served API allows, so the numbers are an
@@ -255,6 +264,159 @@ def class_gaussians(scores: FloatArray, labels: np.ndarray[Any, Any], classes: i
     return means, stds
 
 
+def binomial_upper_tail(successes: int, trials: int, p: float = 0.5) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, p), summed exactly in log space (no scipy)."""
+    if successes <= 0:
+        return 1.0
+    if successes > trials:
+        return 0.0
+    steps = np.arange(1, trials + 1, dtype=np.float64)
+    log_choose = np.concatenate(([0.0], np.cumsum(np.log(trials - steps + 1) - np.log(steps))))
+    k = np.arange(successes, trials + 1)
+    logs = log_choose[k] + k * math.log(p) + (trials - k) * math.log1p(-p)
+    top = float(logs.max())
+    return float(min(1.0, math.exp(top) * float(np.exp(logs - top).sum())))
+
+
+def mcnemar_better(model_correct: np.ndarray[Any, Any], baseline_correct: np.ndarray[Any, Any]) -> float:
+    """One-sided exact McNemar (sign) test: the p-value of "the model is right more often than the baseline".
+
+    Both are judged on the same rows, so only the rows where they disagree carry information
+    (McNemar 1947): under the null hypothesis each such row favours either with probability one half.
+    """
+    model = np.asarray(model_correct, dtype=bool)
+    baseline = np.asarray(baseline_correct, dtype=bool)
+    wins = int((model & ~baseline).sum())
+    losses = int((~model & baseline).sum())
+    return binomial_upper_tail(wins, wins + losses)
+
+
+def class_recalls(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], classes: int) -> FloatArray:
+    """Per class: the share of its rows predicted as it (NaN for a class with no row)."""
+    support = np.bincount(labels, minlength=classes).astype(np.float64)
+    hits = np.bincount(labels[predicted == labels], minlength=classes).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recalls: FloatArray = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+    return recalls
+
+
+def balanced_accuracy(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], classes: int) -> float:
+    """The mean recall over the classes present in `labels` (Brodersen et al. 2010): 1/K for a constant."""
+    return float(np.nanmean(class_recalls(predicted, labels, classes)))
+
+
+def macro_f1(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], classes: int) -> float:
+    """The unweighted mean F1 over the classes that occur as a label or a prediction (as scikit-learn's)."""
+    true_counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    predicted_counts = np.bincount(predicted, minlength=classes).astype(np.float64)
+    hits = np.bincount(labels[predicted == labels], minlength=classes).astype(np.float64)
+    present = (true_counts + predicted_counts) > 0
+    f1 = 2 * hits[present] / (true_counts[present] + predicted_counts[present])
+    return float(f1.mean()) if f1.size else 0.0
+
+
+def stratified_bootstrap(
+    statistic: Any,
+    predicted: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    resamples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float] | None:
+    """The 95% percentile interval of `statistic(predicted, labels)` over resamples drawn within each class.
+
+    Resampling within each true class keeps every class's size, so a rare class never vanishes from
+    a resample (its recall would be undefined). None when fewer than 2 resamples are asked for.
+    """
+    if resamples < 2:
+        return None
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    values = []
+    for _ in range(resamples):
+        index = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+        values.append(statistic(predicted[index], labels[index]))
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def null_auc_se(positives: int, negatives: int) -> float:
+    """The standard error of an AUC when the two groups do not differ (Mann-Whitney's null variance)."""
+    return math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
+
+
+MIA_EFFECT = 0.1
+"""The smallest leak a membership test must be able to see: an AUC 0.1 away from 0.5 (0.6)."""
+MIA_POWER_Z = 0.8416212335729143
+"""The standard normal quantile for 80% power."""
+
+
+def needed_positives(negatives: int, effect: float = MIA_EFFECT) -> int | None:
+    """Positives needed, against `negatives`, for 80% power to see an AUC `effect` from 0.5 at 5% (two-sided).
+
+    Solves null_auc_se(n, negatives) <= effect / (1.96 + 0.84); None when no number of positives is
+    enough because the negatives alone are too few.
+    """
+    target = (effect / (Z95 + MIA_POWER_Z)) ** 2
+    denominator = 12 * negatives * target - 1
+    if denominator <= 0:
+        return None
+    return max(1, math.ceil((negatives + 1) / denominator))
+
+
+class Conclusion(StrEnum):
+    INDISTINGUISHABLE = "indistinguishable"
+    """The test has power, and the AUC's interval holds 0.5: no leak as large as MIA_EFFECT."""
+    DISTINGUISHABLE = "distinguishable"
+    """The AUC is above 0.5 beyond its interval and the advantage above its chance level."""
+    INCONCLUSIVE = "inconclusive"
+    """Too few records for the test to have power, or the statistics disagree: nothing is claimed."""
+
+
+def conclude(
+    auc: float, auc_se: float, advantage: float, chance: float, positives: int, negatives: int
+) -> tuple[Conclusion, str, int | None]:
+    """(conclusion, reason, positives needed) for one attack and comparison; see docs/evaluation.md."""
+    needed = needed_positives(negatives)
+    powered = needed is not None and positives >= needed
+    low, high = auc - Z95 * auc_se, auc + Z95 * auc_se
+    if not powered:
+        if needed is None:
+            why = (
+                f"{negatives} held-out records are too few for the test to see an AUC of {0.5 + MIA_EFFECT:g}"
+                " with 80% power, however many positives: use a larger held-out file"
+            )
+        else:
+            why = (
+                f"{positives} records give the test under 80% power to see an AUC of {0.5 + MIA_EFFECT:g};"
+                f" it needs at least {needed} (against these {negatives} held-out records)"
+            )
+        return Conclusion.INCONCLUSIVE, why, needed
+    if low <= 0.5 <= high:
+        return (
+            Conclusion.INDISTINGUISHABLE,
+            f"AUC {auc:.3f} is within its 95% interval of 0.5, with 80% power to see {0.5 + MIA_EFFECT:g}",
+            needed,
+        )
+    if high < 0.5:
+        return (
+            Conclusion.INCONCLUSIVE,
+            f"AUC {auc:.3f} is below 0.5: these records look less like members than the held-out ones, which"
+            " points to a difference between the two files, not to membership",
+            needed,
+        )
+    if advantage <= chance:
+        return (
+            Conclusion.INCONCLUSIVE,
+            f"AUC {auc:.3f} is above 0.5 but the advantage {advantage:.3f} is within its chance level {chance:.3f}",
+            needed,
+        )
+    return (
+        Conclusion.DISTINGUISHABLE,
+        f"AUC {auc:.3f} is above 0.5 beyond its 95% interval and the advantage {advantage:.3f} exceeds its"
+        f" chance level {chance:.3f}",
+        needed,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Report values
 # ---------------------------------------------------------------------------------------------
@@ -283,6 +445,39 @@ class Proportion:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """A statistic with its 95% stratified-bootstrap percentile interval (None without resamples)."""
+
+    value: float
+    ci95: tuple[float, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ci95": None if self.ci95 is None else list(self.ci95)}
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """One class of the evaluation file: how many rows it has, and how many the ensemble gets right."""
+
+    label: str
+    support: int
+    predicted: int
+    """Rows the ensemble assigns to this class."""
+    recall: Proportion | None
+    """None for a class with no row in the file."""
+    f1: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "support": self.support,
+            "predicted": self.predicted,
+            "recall": None if self.recall is None else self.recall.to_dict(),
+            "f1": self.f1,
+        }
+
+
+@dataclass(frozen=True)
 class UtilityReport:
     rows: int
     aggregation: Aggregation
@@ -291,6 +486,21 @@ class UtilityReport:
     accuracy_mean: Proportion
     """The ensemble under mean aggregation (argmax of the mean probability)."""
     shard_accuracy: tuple[Proportion, ...]
+    majority_class: int = 0
+    """The most frequent class of the file: what a constant predictor would say."""
+    majority: Proportion | None = None
+    """The accuracy of always predicting `majority_class` (the baseline any model must beat)."""
+    p_vs_majority: float = 1.0
+    """One-sided exact McNemar p-value of "the ensemble is right more often than the baseline"."""
+    balanced_accuracy: Estimate | None = None
+    macro_f1: Estimate | None = None
+    classes: tuple[ClassReport, ...] = ()
+    single_class_shards: tuple[int, ...] = ()
+    """Shards whose model predicts the same class for every row of the file."""
+    ensemble_classes_predicted: int = 0
+
+    def better_than_majority(self, alpha: float = 0.05) -> bool:
+        return self.p_vs_majority < alpha
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -300,7 +510,154 @@ class UtilityReport:
             "ensemble_accuracy": self.accuracy.to_dict(),
             "ensemble_accuracy_mean": self.accuracy_mean.to_dict(),
             "shard_accuracy": [p.to_dict() for p in self.shard_accuracy],
+            "majority_baseline": None
+            if self.majority is None
+            else {**self.majority.to_dict(), "class_index": self.majority_class},
+            "p_vs_majority": self.p_vs_majority,
+            "balanced_accuracy": None if self.balanced_accuracy is None else self.balanced_accuracy.to_dict(),
+            "macro_f1": None if self.macro_f1 is None else self.macro_f1.to_dict(),
+            "bootstrap_interval": "stratified-percentile-95",
+            "per_class": [c.to_dict() for c in self.classes],
+            "single_class_shards": list(self.single_class_shards),
+            "ensemble_classes_predicted": self.ensemble_classes_predicted,
         }
+
+
+class Finding(StrEnum):
+    """What makes a model useless, or suspect; each is a warning in the report and on stderr."""
+
+    NOT_BETTER_THAN_BASELINE = "not_better_than_baseline"
+    ONE_CLASS_ENSEMBLE = "one_class_ensemble"
+    SINGLE_CLASS_SHARDS = "single_class_shards"
+    SMALL_SHARDS = "small_shards"
+
+
+MIN_STEPS_PER_SHARD = 100
+"""Fewer optimizer steps than this per shard and the models hardly leave their initialisation
+(measured in docs/benchmarks.md: shards trained in 30 to 60 steps predicted the majority class)."""
+MIN_RECORDS_PER_CLASS = 10
+"""Fewer training records per class per shard than this, on average, and a shard cannot learn the
+classes apart (the Purchase-like data at 20 shards, 12 per class, is at the edge and still works)."""
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """The facts about the shards and the model that say whether the shards can learn it."""
+
+    records_per_shard: tuple[int, ...]
+    parameters: int
+    classes: int
+    epochs: float
+    batch_size: int
+
+    @property
+    def median_records(self) -> float:
+        return float(np.median(self.records_per_shard)) if self.records_per_shard else 0.0
+
+    @property
+    def steps_per_shard(self) -> float:
+        """Optimizer steps a shard of median size takes over its whole schedule."""
+        return self.median_records * self.epochs / self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records_per_shard_median": self.median_records,
+            "records_per_shard_min": min(self.records_per_shard) if self.records_per_shard else 0,
+            "parameters": self.parameters,
+            "records_per_parameter": self.median_records / self.parameters if self.parameters else None,
+            "steps_per_shard": self.steps_per_shard,
+            "records_per_class_per_shard": self.median_records / self.classes if self.classes else None,
+        }
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The one-line verdict and its warnings: is the ensemble better than a constant, and can its shards learn?"""
+
+    useful: bool
+    verdict: str
+    warnings: tuple[tuple[Finding, str], ...]
+    fit: ModelFit | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "useful": self.useful,
+            "verdict": self.verdict,
+            "warnings": [{"code": code.value, "message": message} for code, message in self.warnings],
+            "fit": None if self.fit is None else self.fit.to_dict(),
+        }
+
+
+def diagnose(utility: UtilityReport, fit: ModelFit | None, what: str = "held-out rows") -> Diagnosis:
+    """The verdict on `utility` (rows of `what`), with the warnings of `Finding`.
+
+    Messages name classes by index, never by label: a label is a cell value.
+    """
+    warnings: list[tuple[Finding, str]] = []
+    accuracy = utility.accuracy
+    baseline = utility.majority
+    better = utility.better_than_majority()
+    if baseline is not None and not better:
+        warnings.append(
+            (
+                Finding.NOT_BETTER_THAN_BASELINE,
+                f"the ensemble ({accuracy.value:.1%}) is not significantly better than always predicting the most"
+                f" frequent class ({baseline.value:.1%}) on these {utility.rows} {what}"
+                f" (p = {utility.p_vs_majority:.2g})",
+            )
+        )
+    if utility.ensemble_classes_predicted == 1 and len(utility.classes) > 1:
+        warnings.append(
+            (Finding.ONE_CLASS_ENSEMBLE, f"the ensemble predicts one class (#{utility.majority_class}) for every row")
+        )
+    if utility.single_class_shards:
+        count = len(utility.single_class_shards)
+        shown = ", ".join(str(s) for s in utility.single_class_shards[:10])
+        more = ", ..." if count > 10 else ""
+        warnings.append(
+            (
+                Finding.SINGLE_CLASS_SHARDS,
+                f"{count} of {len(utility.shard_accuracy)} shards predict a single class for every row"
+                f" (shards {shown}{more})",
+            )
+        )
+    if fit is not None:
+        reasons = []
+        if fit.steps_per_shard < MIN_STEPS_PER_SHARD:
+            reasons.append(
+                f"{fit.steps_per_shard:.0f} optimizer steps per shard (under {MIN_STEPS_PER_SHARD}: more epochs or a"
+                " smaller batch)"
+            )
+        if fit.classes and fit.median_records / fit.classes < MIN_RECORDS_PER_CLASS:
+            reasons.append(
+                f"{fit.median_records / fit.classes:.1f} records per class per shard (under {MIN_RECORDS_PER_CLASS})"
+            )
+        if reasons:
+            warnings.append(
+                (
+                    Finding.SMALL_SHARDS,
+                    f"shards are too small for the model: a median of {fit.median_records:.0f} records for"
+                    f" {fit.parameters:,} parameters, " + " and ".join(reasons) + "; use fewer shards (`forget plan`)",
+                )
+            )
+    ba = utility.balanced_accuracy
+    balanced = f"; balanced accuracy {ba.value:.1%}" if ba is not None else ""
+    base = f"{baseline.value:.1%}" if baseline is not None else "?"
+    useful = better and utility.ensemble_classes_predicted > 1
+    if useful:
+        verdict = (
+            f"useful: {accuracy.value:.1%} accurate (95% CI {accuracy.low:.1%}-{accuracy.high:.1%}) on {utility.rows}"
+            f" {what}, against {base} for always predicting the most frequent class (p = {utility.p_vs_majority:.2g})"
+            f"{balanced}"
+        )
+    else:
+        verdict = (
+            f"NOT USEFUL: {accuracy.value:.1%} accurate on {utility.rows} {what}, not significantly better than"
+            f" always predicting the most frequent class ({base}){balanced}"
+        )
+    if useful and warnings:
+        verdict += f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})"
+    return Diagnosis(useful=useful, verdict=verdict, warnings=tuple(warnings), fit=fit)
 
 
 class Attack(StrEnum):
@@ -332,6 +689,10 @@ class AttackResult:
     advantage_null95: float
     tpr_at_low_fpr: float
     """TPR at FPR <= 1%; needs 100+ negatives to mean anything."""
+    conclusion: Conclusion = Conclusion.INCONCLUSIVE
+    reason: str = ""
+    needed_positives: int | None = None
+    """Positives for 80% power to see an AUC of 0.6 against these negatives (None: no number suffices)."""
 
     @property
     def auc_ci95(self) -> tuple[float, float]:
@@ -350,6 +711,10 @@ class AttackResult:
             "advantage_se": self.advantage_se,
             "advantage_null95": self.advantage_null95,
             "tpr_at_1pct_fpr": self.tpr_at_low_fpr,
+            "null_auc_se": null_auc_se(self.positives, self.negatives),
+            "conclusion": self.conclusion.value,
+            "reason": self.reason,
+            "needed_positives": self.needed_positives,
         }
 
 
@@ -362,17 +727,24 @@ def attack_result(
     rng: np.random.Generator,
 ) -> AttackResult:
     auc = roc_auc(positives, negatives)
+    se = hanley_mcneil_se(auc, positives.size, negatives.size)
+    advantage = membership_advantage(positives, negatives)
+    chance = advantage_null95(positives.size, negatives.size)
+    conclusion, reason, needed = conclude(auc, se, advantage, chance, int(positives.size), int(negatives.size))
     return AttackResult(
         attack=attack,
         comparison=comparison,
         positives=int(positives.size),
         negatives=int(negatives.size),
         auc=auc,
-        auc_se=hanley_mcneil_se(auc, positives.size, negatives.size),
-        advantage=membership_advantage(positives, negatives),
+        auc_se=se,
+        advantage=advantage,
         advantage_se=bootstrap_advantage_se(positives, negatives, bootstrap, rng),
-        advantage_null95=advantage_null95(positives.size, negatives.size),
+        advantage_null95=chance,
         tpr_at_low_fpr=tpr_at_fpr(positives, negatives),
+        conclusion=conclusion,
+        reason=reason,
+        needed_positives=needed,
     )
 
 
@@ -422,6 +794,12 @@ class ReferenceComparison:
     """Every shard's latest checkpoint has the same sha256 in both workspaces."""
     erased_auc: dict[Attack, float] | None
     """The reference's erased-against-held-out AUC per attack (None without erased records)."""
+    tug_of_war: float = 1.0
+    """Zhao et al. 2024's Tug-of-War: the product of one minus the accuracy gaps on the forget, retain
+    and test sets; 1.0 exactly for exact unlearning (the models are the retrained ones)."""
+    tug_of_war_sets: tuple[str, ...] = ("test",)
+    forget_accuracy_gap: float | None = None
+    retain_accuracy_gap: float | None = None
 
     def to_dict(self, evaluated: MembershipReport | None) -> dict[str, Any]:
         gap_difference = None
@@ -438,7 +816,26 @@ class ReferenceComparison:
             "identical_checkpoints": self.identical_checkpoints,
             "erased_auc": None if self.erased_auc is None else {a.value: v for a, v in self.erased_auc.items()},
             "erased_auc_difference": gap_difference,
+            "tug_of_war": {
+                "score": self.tug_of_war,
+                "sets": list(self.tug_of_war_sets),
+                "forget_accuracy_gap": self.forget_accuracy_gap,
+                "retain_accuracy_gap": self.retain_accuracy_gap,
+                "test_accuracy_gap": self.accuracy_gap,
+                "exact": self.identical_checkpoints,
+                "note": TOW_EXACT_NOTE if self.identical_checkpoints else TOW_APPROXIMATE_NOTE,
+            },
         }
+
+
+TOW_EXACT_NOTE = (
+    "1.0 by construction: the checkpoints are identical to the reference's, so every accuracy gap is zero"
+    " (exact unlearning); a value below 1.0 here would mean the reference was not built like this workspace"
+)
+TOW_APPROXIMATE_NOTE = (
+    "the checkpoints differ from the reference's: for exact unlearning with the same configuration, keys and"
+    " kind of device they would be identical and the score exactly 1.0"
+)
 
 
 @dataclass(frozen=True)
@@ -454,6 +851,7 @@ class EvaluationReport:
     utility: UtilityReport
     membership: MembershipReport | None = None
     reference: ReferenceComparison | None = None
+    diagnosis: Diagnosis | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -471,6 +869,7 @@ class EvaluationReport:
             "utility": self.utility.to_dict(),
             "membership": None if self.membership is None else self.membership.to_dict(),
             "reference": None if self.reference is None else self.reference.to_dict(self.membership),
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
         }
 
 
@@ -480,34 +879,136 @@ class EvaluationReport:
 
 
 def utility_of(
-    probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], aggregation: Aggregation
+    probabilities: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    aggregation: Aggregation,
+    class_names: Sequence[str] = (),
+    seed: int = 0,
+    bootstrap: int = 200,
 ) -> UtilityReport:
-    """Accuracy with Wilson intervals from per-shard probabilities of shape (shards, rows, classes)."""
+    """Accuracy with Wilson intervals from per-shard probabilities of shape (shards, rows, classes), and the
+    measures that tell a useful model from a constant one: the majority-class baseline with a paired
+    test against it, balanced accuracy and macro-F1 (stratified bootstrap intervals, seeded), per-class
+    recall (Wilson) and F1, and the shards that predict one class for every row."""
     from sisa.aggregation import Aggregation, aggregate
 
     rows = int(labels.shape[0])
     if rows == 0:
         raise InputError("the evaluation file has no rows")
+    labels = np.asarray(labels, dtype=np.int64)
+    classes = int(probabilities.shape[2]) if probabilities.ndim == 3 else int(labels.max()) + 1
+    names = tuple(class_names) or tuple(str(c) for c in range(classes))
 
     def correct(predicted: np.ndarray[Any, Any]) -> int:
         return int((predicted == labels).sum())
 
+    predicted = aggregate(probabilities, aggregation)
+    support = np.bincount(labels, minlength=classes)
+    majority_class = int(support.argmax())
+    rng = np.random.default_rng([seed, 2])
+    assigned = np.bincount(predicted, minlength=classes)
+    per_class = []
+    for c in range(classes):
+        hits = int(((predicted == c) & (labels == c)).sum())
+        denominator = int(support[c] + assigned[c])
+        per_class.append(
+            ClassReport(
+                label=names[c],
+                support=int(support[c]),
+                predicted=int(assigned[c]),
+                recall=None if support[c] == 0 else Proportion.of(hits, int(support[c])),
+                f1=2 * hits / denominator if denominator else 0.0,
+            )
+        )
+
+    def balanced(p: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+        return balanced_accuracy(p, y, classes)
+
+    def macro(p: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+        return macro_f1(p, y, classes)
+
     return UtilityReport(
         rows=rows,
         aggregation=aggregation,
-        accuracy=Proportion.of(correct(aggregate(probabilities, aggregation)), rows),
+        accuracy=Proportion.of(correct(predicted), rows),
         accuracy_mean=Proportion.of(correct(aggregate(probabilities, Aggregation.MEAN)), rows),
         shard_accuracy=tuple(Proportion.of(correct(p.argmax(axis=1)), rows) for p in probabilities),
+        majority_class=majority_class,
+        majority=Proportion.of(int(support[majority_class]), rows),
+        p_vs_majority=mcnemar_better(predicted == labels, labels == majority_class),
+        balanced_accuracy=Estimate(balanced(predicted, labels), stratified_bootstrap(balanced, predicted, labels,
+                                                                                      bootstrap, rng)),
+        macro_f1=Estimate(macro(predicted, labels), stratified_bootstrap(macro, predicted, labels, bootstrap, rng)),
+        classes=tuple(per_class),
+        single_class_shards=tuple(
+            shard for shard, p in enumerate(probabilities) if np.unique(p.argmax(axis=1)).size == 1
+        ),
+        ensemble_classes_predicted=int(np.unique(predicted).size),
+    )  # fmt: skip
+
+
+def model_fit(workspace: Workspace) -> ModelFit:
+    """Records per shard (from the data store) against the model's size and the training budget."""
+    from sisa.models import parameter_count
+
+    schema = workspace.config.schema
+    if schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    counts = workspace.datastore.shard_counts()
+    settings = workspace.config.training
+    return ModelFit(
+        records_per_shard=tuple(counts.get(s, 0) for s in range(workspace.config.shards)),
+        parameters=parameter_count(settings.model, schema.shape, len(schema.labels)),
+        classes=len(schema.labels),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
     )
 
 
-def evaluate_utility(workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto") -> UtilityReport:
-    """Ensemble and per-shard accuracy on a labelled file, each with a 95% Wilson interval."""
+def evaluate_utility(
+    workspace: Workspace,
+    path: Path,
+    aggregation: Aggregation,
+    device: str = "auto",
+    *,
+    seed: int = 0,
+    bootstrap: int = 200,
+) -> UtilityReport:
+    """Ensemble and per-shard accuracy on a labelled file, each with a 95% Wilson interval, and the
+    usefulness measures of `utility_of` (seeded bootstrap intervals)."""
     from forget.serving import encode_file, shard_probabilities
 
     features, labels = encode_file(workspace, path, need_labels=True)
     assert labels is not None
-    return utility_of(shard_probabilities(workspace, features, device), np.asarray(labels), aggregation)
+    schema = workspace.config.schema
+    names = schema.labels if schema is not None else ()
+    probabilities = shard_probabilities(workspace, features, device)
+    return utility_of(probabilities, np.asarray(labels), aggregation, names, seed, bootstrap)
+
+
+def training_verdict(workspace: Workspace, device: str = "auto", rows: int = 2000, seed: int = 0) -> Diagnosis:
+    """The verdict of `forget train`: the ensemble on a seeded sample of its own training records.
+
+    Training records flatter a model (it has seen them), so a model that does not beat the
+    majority class even there is certainly useless; one that does is only "not obviously useless",
+    and `forget evaluate HELD_OUT` gives the real figure.
+    """
+    from forget.serving import shard_probabilities
+
+    schema = workspace.config.schema
+    if schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    features, labels = sample_members(workspace, rows, seed)
+    probabilities = shard_probabilities(workspace, features, device)
+    aggregation = _workspace_aggregation(workspace)
+    utility = utility_of(probabilities, labels, aggregation, schema.labels, seed, bootstrap=0)
+    return diagnose(utility, model_fit(workspace), what="training records (not held out: optimistic)")
+
+
+def _workspace_aggregation(workspace: Workspace) -> Aggregation:
+    from sisa.aggregation import Aggregation
+
+    return Aggregation(workspace.config.training.aggregation)
 
 
 def sample_members(
@@ -546,17 +1047,16 @@ def sample_members(
 
 def _subjects_still_held(workspace: Workspace, path: Path) -> int:
     """How many subjects of `path` the workspace still holds records of (0 if it has no subject column)."""
-    from forget.ingest import read_table
+    from forget.ingest import hash_ids, read_table
 
     schema = workspace.config.schema
     assert schema is not None
     table = read_table(path, [schema.subject_column, schema.label_column])
     if schema.subject_column not in table.column_names:
         return 0
-    # Hashed exactly as ingest hashed them (no stripping), so the keys match.
-    raw = {str(v) for v in table.column(schema.subject_column).to_pylist() if v is not None and str(v).strip()}
-    keys = [workspace.pseudonymiser.subject(s) for s in sorted(raw)]
-    return len(workspace.datastore.records_of_subjects(keys))
+    # Through the same canonical form and hash as ingest (forget.identity), so the keys match.
+    keys = hash_ids(table, schema.subject_column, path, "subject id", workspace.pseudonymiser.subject)
+    return len(workspace.datastore.records_of_subjects(sorted(set(keys))))
 
 
 def _fingerprint(digests: Sequence[str]) -> str:
@@ -595,7 +1095,7 @@ def _erased_aucs(
 def evaluate(
     workspace: Workspace,
     path: Path,
-    aggregation: Aggregation,
+    aggregation: Aggregation | None = None,
     device: str = "auto",
     *,
     mia: bool = False,
@@ -608,9 +1108,11 @@ def evaluate(
 ) -> EvaluationReport:
     """Utility on `path`; with `mia`, membership inference; with `reference`, the gap to a retrained model.
 
-    `erased` (a labelled file of records the workspace has erased) implies `mia`. `members` is how
-    many retained training records to sample (default: as many as `path` has rows); `seed` draws
-    them and drives the bootstrap (`bootstrap` resamples for the advantage's standard error).
+    `aggregation` defaults to the workspace's (`[training] aggregation`). `erased` (a labelled file
+    of records the workspace has erased) implies `mia`. `members` is how many retained training
+    records to sample (default: as many as `path` has rows) for the attacks and for the Tug-of-War
+    score's retain set; `seed` draws them and drives the bootstraps (`bootstrap` resamples for the
+    advantage's standard error and the balanced accuracy's and macro-F1's intervals).
     Raises InputError when `erased` names a subject whose records the workspace still holds.
     """
     from forget.serving import encode_file, latest_digests, shard_probabilities
@@ -620,6 +1122,7 @@ def evaluate(
         raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
     if bootstrap < 0 or (members is not None and members < 1):
         raise InputError("--members must be at least 1 and --bootstrap at least 0")
+    aggregation = aggregation or _workspace_aggregation(workspace)
     mia = mia or erased is not None
     digests = latest_digests(workspace)
     features, label_list = encode_file(workspace, path, need_labels=True)
@@ -632,7 +1135,7 @@ def evaluate(
     groups_x = [features]
     groups_y = [labels]
     member_count = erased_count = 0
-    if mia:
+    if mia or reference is not None:
         member_x, member_y = sample_members(workspace, members or labels.size, seed)
         member_count = int(member_y.size)
         groups_x.append(member_x)
@@ -655,7 +1158,8 @@ def evaluate(
     all_y = np.concatenate(groups_y)
     probabilities = shard_probabilities(workspace, all_x, device)
     held = labels.size
-    utility = utility_of(probabilities[:, :held], labels, aggregation)
+    groups = Groups(held, member_count, erased_count)
+    utility = utility_of(probabilities[:, :held], labels, aggregation, schema.labels, seed, bootstrap)
 
     membership = None
     mean = probabilities.mean(axis=0)
@@ -666,12 +1170,10 @@ def evaluate(
         for attack in Attack:
             scores = _scores(attack, mean, all_y, slice(0, held), classes)
             negatives = scores[:held]
-            results.append(
-                attack_result(attack, Comparison.MEMBERS, scores[held : held + member_count], negatives, bootstrap, rng)
-            )
+            results.append(attack_result(attack, Comparison.MEMBERS, scores[groups.members], negatives, bootstrap, rng))
             if erased_count:
                 results.append(
-                    attack_result(attack, Comparison.ERASED, scores[held + member_count :], negatives, bootstrap, rng)
+                    attack_result(attack, Comparison.ERASED, scores[groups.erased], negatives, bootstrap, rng)
                 )
         membership = MembershipReport(
             members=member_count,
@@ -685,8 +1187,9 @@ def evaluate(
     comparison = None
     if reference is not None:
         comparison = _compare(
-            reference, path, erased, aggregation, device, utility, probabilities[:, :held], digests, schema.labels
-        )
+            workspace, reference, path, erased, aggregation, device, utility, probabilities, all_x, all_y, groups,
+            digests,
+        )  # fmt: skip
     return EvaluationReport(
         file=path.name,
         evaluated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -698,10 +1201,49 @@ def evaluate(
         utility=utility,
         membership=membership,
         reference=comparison,
+        diagnosis=diagnose(utility, model_fit(workspace)),
     )
 
 
+@dataclass(frozen=True)
+class Groups:
+    """Row ranges of the concatenated evaluation arrays: held-out, then members, then erased."""
+
+    held: int
+    member_count: int
+    erased_count: int
+
+    @property
+    def members(self) -> slice:
+        return slice(self.held, self.held + self.member_count)
+
+    @property
+    def erased(self) -> slice:
+        return slice(self.held + self.member_count, self.held + self.member_count + self.erased_count)
+
+
+def tug_of_war(forget_gap: float | None, retain_gap: float | None, test_gap: float) -> tuple[float, tuple[str, ...]]:
+    """Zhao et al. 2024: the product of (1 - |accuracy gap|) over the forget, retain and test sets.
+
+    Returns the score and the sets it was computed over (a set without data is left out, and said so).
+    """
+    score = 1.0 - abs(test_gap)
+    sets = ["test"]
+    for name, gap in (("forget", forget_gap), ("retain", retain_gap)):
+        if gap is not None:
+            score *= 1.0 - abs(gap)
+            sets.append(name)
+    return score, tuple(sets)
+
+
+def _accuracy(probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], aggregation: Aggregation) -> float:
+    from sisa.aggregation import aggregate
+
+    return float((aggregate(probabilities, aggregation) == labels).mean()) if labels.size else 0.0
+
+
 def _compare(
+    workspace: Workspace,
     reference: Workspace,
     path: Path,
     erased: Path | None,
@@ -709,42 +1251,73 @@ def _compare(
     device: str,
     utility: UtilityReport,
     probabilities: np.ndarray[Any, Any],
+    all_x: np.ndarray[Any, Any],
+    all_y: np.ndarray[Any, Any],
+    groups: Groups,
     digests: list[str],
-    classes: tuple[str, ...],
 ) -> ReferenceComparison:
-    """`probabilities`: the evaluated workspace's per-shard probabilities on `path`'s rows."""
+    """`probabilities`: the evaluated workspace's per-shard probabilities on every group of `all_x`."""
     from forget.serving import encode_file, latest_digests, shard_probabilities
     from sisa.aggregation import aggregate
 
     schema = reference.config.schema
+    own_schema = workspace.config.schema
+    assert own_schema is not None
     if schema is None:
         raise NotTrainedError(f"the reference workspace {reference.root} has no data yet")
-    if schema.labels != classes:
+    if schema.labels != own_schema.labels:
         raise InputError(
-            f"the reference's label classes {list(schema.labels)} differ from this workspace's {list(classes)}"
+            f"the reference's {len(schema.labels)} label classes differ from this workspace's {len(own_schema.labels)}:"
+            " build it with `ingest --schema WS/forget.toml`"
         )
+    held = groups.held
     features, label_list = encode_file(reference, path, need_labels=True)
     assert label_list is not None
     labels = np.asarray(label_list, dtype=np.int64)
     groups_x, groups_y = [features], [labels]
+    # The retain set is this workspace's own records, encoded by its schema: the reference sees the
+    # same arrays when both use one schema (`ingest --schema WS/forget.toml`), and is scored on them.
+    same_schema = schema == own_schema
+    if same_schema and groups.member_count:
+        groups_x.append(all_x[groups.members])
+        groups_y.append(all_y[groups.members])
     if erased is not None:
         erased_x, erased_y = encode_file(reference, erased, need_labels=True)
         assert erased_y is not None
         groups_x.append(erased_x)
         groups_y.append(np.asarray(erased_y, dtype=np.int64))
     theirs = shard_probabilities(reference, np.concatenate(groups_x), device)
-    held = labels.size
-    reference_utility = utility_of(theirs[:, :held], labels, aggregation)
+    their_labels = np.concatenate(groups_y)
+    retained = groups.member_count if same_schema else 0
+    their_groups = Groups(held, retained, theirs.shape[1] - held - retained)
+    reference_utility = utility_of(theirs[:, :held], labels, aggregation, bootstrap=0)
     their_mean = theirs.mean(axis=0)
     erased_auc = None
     if erased is not None:
-        erased_auc = _erased_aucs(their_mean, np.concatenate(groups_y), held, len(schema.labels))
-    agreement = aggregate(probabilities, aggregation) == aggregate(theirs[:, :held], aggregation)
+        keep = np.r_[0:held, their_groups.erased]
+        erased_auc = _erased_aucs(their_mean[keep], their_labels[keep], held, len(schema.labels))
+    agreement = aggregate(probabilities[:, :held], aggregation) == aggregate(theirs[:, :held], aggregation)
+    test_gap = utility.accuracy.value - reference_utility.accuracy.value
+    retain_gap = None
+    if retained:
+        retain_gap = _accuracy(probabilities[:, groups.members], all_y[groups.members], aggregation) - _accuracy(
+            theirs[:, their_groups.members], their_labels[their_groups.members], aggregation
+        )
+    forget_gap = None
+    if erased is not None and groups.erased_count:
+        forget_gap = _accuracy(probabilities[:, groups.erased], all_y[groups.erased], aggregation) - _accuracy(
+            theirs[:, their_groups.erased], their_labels[their_groups.erased], aggregation
+        )
+    tow, tow_sets = tug_of_war(forget_gap, retain_gap, test_gap)
     return ReferenceComparison(
         accuracy=reference_utility.accuracy,
-        accuracy_gap=utility.accuracy.value - reference_utility.accuracy.value,
+        accuracy_gap=test_gap,
         prediction_agreement=float(agreement.mean()),
-        max_probability_difference=float(np.abs(probabilities.mean(axis=0) - their_mean[:held]).max()),
+        max_probability_difference=float(np.abs(probabilities[:, :held].mean(axis=0) - their_mean[:held]).max()),
         identical_checkpoints=latest_digests(reference) == digests,
         erased_auc=erased_auc,
+        tug_of_war=tow,
+        tug_of_war_sets=tow_sets,
+        forget_accuracy_gap=forget_gap,
+        retain_accuracy_gap=retain_gap,
     )

@@ -6,12 +6,16 @@ fails any check leaves the workspace exactly as it was.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import itertools
+import re
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -23,8 +27,18 @@ from forget.config import WorkspaceConfig
 from forget.datastore import StoredRecord
 from forget.errors import InputError
 from forget.lineage import INGESTED, sign_head, slice_manifests
-from forget.pseudonym import RecordKey
-from forget.schema import ColumnKind, FeatureColumn, Schema, infer_categorical, infer_numeric
+from forget.pseudonym import InvalidIdError, RecordKey
+from forget.schema import (
+    ColumnKind,
+    ColumnValues,
+    FeatureColumn,
+    Schema,
+    canonical_numbers,
+    derive_schema,
+    encode_numbers,
+    first_out_of_range,
+    record_content,
+)
 from forget.workspace import Workspace, purge_unreferenced
 from ledger.canonical import canonical_sha256
 from sisa.placement import place
@@ -65,7 +79,7 @@ def read_table(path: Path, string_columns: list[str]) -> pa.Table:
         message = str(error).splitlines()[0]
         if "Empty CSV file" in message:
             raise InputError(f"{path} is empty") from error
-        raise InputError(f"{path} cannot be read: {message}") from error
+        raise InputError(f"{path} cannot be read: {_without_cells(message, path)}") from None
     if table.num_rows == 0:
         raise InputError(f"{path} has a header but no rows")
     return table
@@ -81,6 +95,67 @@ def _strings(table: pa.Table, column: str, path: Path, what: str) -> list[str]:
         if not value.strip():
             raise InputError(f"{path}: row {row} has an empty {what} ({column!r})")
     return values
+
+
+K = TypeVar("K", bound=str)
+
+
+def _without_cells(message: str, path: Path) -> str:
+    """Arrow's parse errors quote the offending row (`Expected 5 columns, got 6: alice@example.org,...`):
+    keep the diagnosis, drop the cells, since stderr ends up in cron mail and CI logs."""
+    counts = re.search(r"Expected (\d+) columns, got (\d+)", message)
+    if counts:
+        row = _first_ragged_row(path, int(counts.group(1)))
+        where = f"row {row}" if row is not None else "a row"
+        return f"{where} has {counts.group(2)} columns, the header {counts.group(1)} (the row's content is not shown)"
+    parts = message.split(": ")
+    kept = list(itertools.takewhile(lambda part: not any(mark in part for mark in "'\"@,"), parts))
+    if len(kept) == len(parts):
+        return message
+    return ": ".join(kept or ["parse error"]) + " (details withheld: they may quote personal data)"
+
+
+def _first_ragged_row(path: Path, width: int) -> int | None:
+    """The first data row (1-based, after the header) whose field count differs from the header's."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            for number, fields in enumerate(csv.reader(handle, delimiter=delimiter)):
+                if number > 0 and len(fields) != width:
+                    return number
+    except (OSError, csv.Error):
+        return None
+    return None
+
+
+def _feature_at(schema: Schema, position: int) -> str:
+    for column in schema.features:
+        if position < column.width:
+            return column.name
+        position -= column.width
+    return "?"
+
+
+def hash_ids(
+    table: pa.Table, column: str, path: Path, what: str, hash_id: Callable[[str | int | float], K]
+) -> list[K]:
+    """Each cell through the workspace's one canonical form (forget.identity), then hashed.
+
+    Typed columns keep their type so that an integral float (a Parquet id of `1.0`) becomes `1`.
+    """
+    array = table.column(column)
+    if array.null_count:
+        row = int(pc.index(pc.is_null(array), True).as_py()) + 1
+        raise InputError(f"{path}: row {row} has an empty {what} ({column!r})")
+    if not (_is_numeric_type(array.type) or pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise InputError(f"{path}: the {what} column {column!r} has type {array.type}; ids are text or integers")
+    keys = []
+    for row, value in enumerate(array.to_pylist(), start=1):
+        try:
+            keys.append(hash_id(value))
+        except InvalidIdError as error:
+            raise InputError(f"{path}: row {row}, column {column!r}: {error}") from None
+    return keys
 
 
 def _numeric(table: pa.Table, column: FeatureColumn | str, path: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -111,53 +186,90 @@ def _is_numeric_type(type_: pa.DataType) -> bool:
     return bool(pa.types.is_integer(type_) or pa.types.is_floating(type_))
 
 
-def infer_schema(table: pa.Table, choice: ColumnChoice, path: Path) -> Schema:
+def infer_schema(
+    table: pa.Table, choice: ColumnChoice, path: Path, subject_keys: list[str], min_subjects: int
+) -> Schema:
+    """The first ingest's schema, by the rule of forget.schema (k = `min_subjects` distinct subjects).
+
+    `subject_keys` are the rows' keyed subject ids: subjects are counted in their canonical form,
+    so one person's padded and unpadded ids count once.
+    """
     assert choice.subject is not None and choice.label is not None
     reserved = {choice.subject, choice.label, choice.record_id}
-    features: list[FeatureColumn] = []
+    columns: list[FeatureColumn] = []
+    numbers = {}
+    texts: dict[str, list[str | None]] = {}
     for name in table.column_names:
         if name in reserved:
             continue
         if _is_numeric_type(table.column(name).type):
-            values = _numeric(table, name, path)
-            features.append(infer_numeric(name, float(np.mean(values)), float(np.std(values))))
+            column = FeatureColumn(name, ColumnKind.NUMERIC)
+            numbers[name] = canonical_numbers(_numbers_in_range(table, column, path))
         else:
-            features.append(infer_categorical(name, _strings(table, name, path, "value")))
-    if not features:
+            column = FeatureColumn(name, ColumnKind.CATEGORICAL)
+            texts[name] = list(_strings(table, name, path, "value"))
+        columns.append(column)
+    if not columns:
         raise InputError(f"{path} has no feature columns besides the subject, label and id columns")
-    labels = tuple(sorted(set(_strings(table, choice.label, path, "label"))))
-    if len(labels) < 2:
-        raise InputError(f"{path}: the label column {choice.label!r} has only one class; a classifier needs two")
-    schema = Schema(
+    template = Schema(
         subject_column=choice.subject,
         label_column=choice.label,
-        labels=labels,
-        features=tuple(features),
+        labels=(),
+        features=tuple(columns),
         id_column=choice.record_id,
         input_shape=choice.input_shape or (),
     )
-    return Schema.from_dict(schema.to_dict())  # the same validation as a schema read from a file
+    data = ColumnValues(
+        subjects=subject_keys,
+        labels=list(_strings(table, choice.label, path, "label")),
+        numbers=numbers,
+        texts=texts,
+    )
+    try:
+        return derive_schema(template, data, min_subjects)
+    except InputError as error:
+        raise InputError(f"{path}: the label column {choice.label!r}: {error}") from None
+
+
+def _numbers_in_range(table: pa.Table, column: FeatureColumn, path: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
+    values = _numeric(table, column, path)
+    beyond = first_out_of_range(values)
+    if beyond is not None:
+        raise InputError(
+            f"{path}: row {beyond + 1}, column {column.name!r}: the value is beyond +-2^64, which forget does not"
+            " encode (declare the column's centre and scale in the schema to use other units)"
+        )
+    return values
 
 
 def encode(table: pa.Table, schema: Schema, path: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """The rows' model inputs (float32); a category the schema does not keep goes to "other"."""
     blocks: list[np.ndarray[Any, Any]] = []
     for column in schema.features:
         if column.kind is ColumnKind.NUMERIC:
-            blocks.append(((_numeric(table, column, path) - column.center) / column.scale)[:, None])
+            values = _numeric(table, column, path) if column.declared else _numbers_in_range(table, column, path)
+            blocks.append(encode_numbers(column, values)[:, None])
         else:
             index = {category: i for i, category in enumerate(column.categories)}
-            values = _strings(table, column.name, path, "value")
-            onehot = np.zeros((len(values), len(index)), dtype=np.float64)
-            for row, value in enumerate(values):
-                position = index.get(value)
-                if position is None:
-                    raise InputError(
-                        f"{path}: row {row + 1} has category {value!r} in column {column.name!r},"
-                        " which the schema does not know"
-                    )
-                onehot[row, position] = 1.0
+            values_ = _strings(table, column.name, path, "value")
+            onehot = np.zeros((len(values_), column.width), dtype=np.float32)
+            onehot[np.arange(len(values_)), [index.get(v, column.other_slot) for v in values_]] = 1.0
             blocks.append(onehot)
     return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
+
+
+def encode_labels(table: pa.Table, schema: Schema, path: Path) -> list[int]:
+    """Each row's class index; a label the schema does not keep is `(other)` when the schema has it."""
+    classes = []
+    for row, label in enumerate(_strings(table, schema.label_column, path, "label"), start=1):
+        index = schema.class_of(label)
+        if index is None:
+            raise InputError(
+                f"{path}: row {row} has a label in column {schema.label_column!r} that the schema does not know"
+                f" ({len(schema.labels)} classes: `forget schema` lists them)"
+            )
+        classes.append(index)
+    return classes
 
 
 def load_schema_file(path: Path) -> Schema:
@@ -211,32 +323,33 @@ def ingest_file(
     missing = [name for name in needed if name not in table.column_names]
     if missing:
         raise InputError(f"{path} has no column {missing[0]!r} (columns: {', '.join(table.column_names)})")
+    pseudo = workspace.pseudonymiser
+    subject_keys = hash_ids(table, choice.subject, path, "subject id", pseudo.subject)
     inferred = schema is None
     if schema is None:
-        schema = infer_schema(table, choice, path)
+        schema = infer_schema(table, choice, path, list(subject_keys), config.min_subjects)
     new_schema = config.schema is None
 
     features = encode(table, schema, path)
-    label_index = {label: i for i, label in enumerate(schema.labels)}
-    labels = []
-    for row, label in enumerate(_strings(table, schema.label_column, path, "label"), start=1):
-        if label not in label_index:
-            known = ", ".join(schema.labels)
-            raise InputError(f"{path}: row {row} has label {label!r}, which the schema does not know ({known})")
-        labels.append(label_index[label])
-    subjects = _strings(table, schema.subject_column, path, "subject id")
-    pseudo = workspace.pseudonymiser
-    subject_keys = [pseudo.subject(s) for s in subjects]
+    finite = np.isfinite(features)
+    if not finite.all():
+        # After the cast to the training dtype: a cell of 1e300 is finite in float64 and inf in float32.
+        row, position = (int(i) for i in np.argwhere(~finite)[0])
+        raise InputError(
+            f"{path}: row {row + 1}, column {_feature_at(schema, position)!r}: the value is too large to train on"
+            " (it overflows 32-bit floats once scaled)"
+        )
+    labels = encode_labels(table, schema, path)
     record_keys: list[RecordKey]
     if schema.id_column is not None:
-        record_keys = [pseudo.record(r) for r in _strings(table, schema.id_column, path, "record id")]
+        record_keys = hash_ids(table, schema.id_column, path, "record id", pseudo.record)
     else:
         seen: Counter[tuple[str, bytes]] = Counter()
         record_keys = []
-        for subject, row_features, class_index in zip(subjects, features, labels, strict=True):
-            content = row_features.tobytes() + class_index.to_bytes(4, "little")
-            record_keys.append(pseudo.record_from_content(subject, content, seen[(subject, content)]))
-            seen[(subject, content)] += 1
+        for subject_key, row_features, class_index in zip(subject_keys, features, labels, strict=True):
+            content = record_content(row_features, class_index)
+            record_keys.append(pseudo.record_from_content(subject_key, content, seen[(subject_key, content)]))
+            seen[(subject_key, content)] += 1
     duplicates = [key for key, count in Counter(record_keys).items() if count > 1]
     if duplicates:
         row = record_keys.index(duplicates[0]) + 1

@@ -7,6 +7,7 @@ keyed hash is stored or logged. Every transition is a ledger entry in the same t
 from __future__ import annotations
 
 import calendar
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,14 +17,18 @@ from typing import Any
 from forget.datastore import RequestRow
 from forget.errors import InputError
 from forget.workspace import Workspace
+from ledger.evidence import EntryKind
 
 DEADLINE_MONTHS = 1
 """GDPR Art. 12(3): without undue delay and in any event within one month of receipt."""
 MAX_EXTENSION_MONTHS = 2
 """Art. 12(3): extendable by two further months where necessary."""
 
-RECEIVED = "request.received"
-EXTENDED = "request.extended"
+RECEIVED = EntryKind.REQUEST_RECEIVED.value
+EXTENDED = EntryKind.REQUEST_EXTENDED.value
+
+
+REQUEST_ID = re.compile(r"req_[0-9a-f]{16}")
 
 
 class RequestState(StrEnum):
@@ -74,6 +79,9 @@ class ErasureRequest:
     completed_at: datetime | None
     outcome: Outcome | None
     records_erased: int | None
+    note: str | None = None
+    """The DSAR ticket reference, as filed; erasable with the row (the ledger holds its digest)."""
+    extension_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: RequestRow) -> ErasureRequest:
@@ -87,6 +95,8 @@ class ErasureRequest:
             completed_at=parse_time(row.completed_at) if row.completed_at else None,
             outcome=Outcome(row.outcome) if row.outcome else None,
             records_erased=row.records_erased,
+            note=row.note,
+            extension_reason=row.extension_reason,
         )
 
     def overdue(self, now: datetime) -> bool:
@@ -109,6 +119,8 @@ class ErasureRequest:
             "completed_at": format_time(self.completed_at) if self.completed_at else None,
             "outcome": self.outcome.value if self.outcome else None,
             "records_erased": self.records_erased,
+            "note": self.note,
+            "extension_reason": self.extension_reason,
         }
 
 
@@ -118,25 +130,46 @@ def _sign(workspace: Workspace) -> None:
     sign_head(workspace)
 
 
-def check_subject_id(subject_id: str) -> str:
-    cleaned = subject_id.strip()
-    if not cleaned:
-        raise InputError("the subject id is empty")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in cleaned):
-        raise InputError("the subject id is malformed: it holds control characters or line breaks")
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a stated receipt time may lie (clocks differ); beyond it, it is a typo."""
+MAX_TEXT_LENGTH = 2000
+
+
+def _free_text(text: str | None, what: str) -> str | None:
+    """A ticket note or a reason: one or more lines of text, kept in the erasable request row."""
+    if text is None or not text.strip():
+        return None
+    cleaned = text.strip()
+    if len(cleaned) > MAX_TEXT_LENGTH:
+        raise InputError(f"{what} is longer than {MAX_TEXT_LENGTH} characters")
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in cleaned):
+        raise InputError(f"{what} holds control characters")
     return cleaned
 
 
 def file_request(
     workspace: Workspace, subject_id: str, received_at: datetime | None = None, note: str | None = None
 ) -> tuple[ErasureRequest, bool]:
-    """Record a request; returns it and whether it is new (a pending one for the subject is reused)."""
-    subject_key = workspace.pseudonymiser.subject(check_subject_id(subject_id))
+    """Record a request; returns it and whether it is new (a pending one for the subject is reused).
+
+    The id goes through the workspace's identity form (forget.identity) and is hashed; `note` (a
+    DSAR ticket reference) stays in the request's row, and the ledger logs only its keyed digest.
+    Raises `InputError` for a malformed id, a receipt time in the future, or an unusable note.
+    """
+    pseudonymiser = workspace.pseudonymiser
+    subject_key = pseudonymiser.subject(subject_id)
+    note = _free_text(note, "--note")
+    now = datetime.now(UTC)
+    if received_at is not None and received_at > now + CLOCK_SKEW:
+        raise InputError(
+            f"--received-at {format_time(received_at)} is in the future (now {format_time(now)}); a request"
+            " cannot be received later than it is filed"
+        )
     store = workspace.datastore
     open_ = store.find_requests(states=[RequestState.PENDING, RequestState.RUNNING], subject_key=subject_key)
     if open_:
         return ErasureRequest.from_row(open_[0]), False
-    received = received_at or datetime.now(UTC)
+    received = received_at or now
     deadline = add_months(received, DEADLINE_MONTHS)
     row = RequestRow(
         request_id=f"req_{secrets.token_hex(8)}",
@@ -164,6 +197,8 @@ def file_request(
                         "subject_key": subject_key,
                         "received_at": row.received_at,
                         "deadline": row.deadline,
+                        "identity_form": pseudonymiser.form.to_dict(),
+                        "note_digest": pseudonymiser.text_digest(note) if note is not None else None,
                     },
                 )
             ],
@@ -175,7 +210,10 @@ def file_request(
 def get_request(workspace: Workspace, request_id: str) -> ErasureRequest:
     row = workspace.datastore.get_request(request_id.strip())
     if row is None:
-        raise UnknownRequestError(f"no erasure request {request_id!r} in this workspace")
+        # Echo the id only when it has a request id's shape: a subject id typed here by mistake
+        # must not reach a log.
+        shown = request_id.strip() if REQUEST_ID.fullmatch(request_id.strip()) else "with that id"
+        raise UnknownRequestError(f"no erasure request {shown} in this workspace (ids look like req_0123456789abcdef)")
     return ErasureRequest.from_row(row)
 
 
@@ -183,7 +221,8 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
     """Art. 12(3) extension by one or two months in all; the reason goes to the ledger (no personal data)."""
     if months not in (1, 2):
         raise InputError("--months must be 1 or 2")
-    if not reason.strip():
+    cleaned = _free_text(reason, "--reason")
+    if cleaned is None:
         raise InputError("an extension needs a --reason (Art. 12(3): the subject must be told why)")
     request = get_request(workspace, request_id)
     if request.state is RequestState.COMPLETED:
@@ -202,12 +241,18 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
     deadline = add_months(request.received_at, DEADLINE_MONTHS + extended)
     store = workspace.datastore
     with store.engine.begin() as connection:
-        store.update_request(connection, request.request_id, deadline=format_time(deadline), extended_months=extended)
+        store.update_request(
+            connection,
+            request.request_id,
+            deadline=format_time(deadline),
+            extended_months=extended,
+            extension_reason=cleaned,
+        )
         payload = {
             "request_id": request.request_id,
             "months": months,
             "deadline": format_time(deadline),
-            "reason": reason.strip(),
+            "reason_digest": workspace.pseudonymiser.text_digest(cleaned),
         }
         workspace.ledger.append(connection, [(EXTENDED, payload)])
     _sign(workspace)
@@ -219,5 +264,5 @@ def list_requests(
 ) -> list[ErasureRequest]:
     if request_id is not None:
         return [get_request(workspace, request_id)]
-    subject_key = workspace.pseudonymiser.subject(check_subject_id(subject_id)) if subject_id is not None else None
+    subject_key = workspace.pseudonymiser.subject(subject_id) if subject_id is not None else None
     return [ErasureRequest.from_row(row) for row in workspace.datastore.find_requests(subject_key=subject_key)]

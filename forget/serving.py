@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from forget.checkpoint_trust import current_checkpoints, read_checkpoint
 from forget.errors import InputError, NotTrainedError
-from forget.ingest import encode, read_table
+from forget.ingest import encode, encode_labels, read_table
 from forget.schema import Schema
 from forget.training import training_config
 from forget.workspace import Workspace, checkpoint_store
@@ -34,8 +35,9 @@ def _schema(workspace: Workspace) -> Schema:
 
 
 def latest_digests(workspace: Workspace) -> list[str]:
+    """Each shard's checkpoint after its last slice, as the ledger records it (else exit 1)."""
     last = workspace.config.slices - 1
-    existing = workspace.datastore.checkpoint_map()
+    existing = current_checkpoints(workspace, [(s, last) for s in range(workspace.config.shards)])
     missing = [s for s in range(workspace.config.shards) if (s, last) not in existing]
     if missing:
         raise NotTrainedError(
@@ -53,8 +55,10 @@ def shard_probabilities(
     config = training_config(workspace)
     store = checkpoint_store(workspace)
     out = []
+    last = workspace.config.slices - 1
     for shard, digest in enumerate(latest_digests(workspace)):
-        model = load_model(store.get(digest), config, shard, schema.shape, len(schema.labels))
+        data = read_checkpoint(store, shard, last, digest)
+        model = load_model(data, config, shard, schema.shape, len(schema.labels))
         out.append(predict_proba(model, features, torch_device))
     return np.stack(out)
 
@@ -70,13 +74,7 @@ def encode_file(workspace: Workspace, path: Path, need_labels: bool) -> tuple[np
         if need_labels:
             raise InputError(f"{path} has no label column {schema.label_column!r} to evaluate against")
         return features, None
-    index = {label: i for i, label in enumerate(schema.labels)}
-    labels = []
-    for row, value in enumerate(table.column(schema.label_column).cast("string").to_pylist(), start=1):
-        if value not in index:
-            raise InputError(f"{path}: row {row} has label {value!r}, which the schema does not know")
-        labels.append(index[value])
-    return features, labels
+    return features, encode_labels(table, schema, path)
 
 
 def predict_file(workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto") -> Predictions:

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
+import json
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import forget
 from forget.config import (
     CONFIG_NAME,
     DEFAULT_DATABASE,
     TrainingSettings,
     WorkspaceConfig,
+    layout_problems,
+    min_subjects_problems,
     read_config,
     write_config,
 )
 from forget.datastore import DataStore, create_engine, resolve_url
 from forget.errors import InputError, JobLockedError, WorkspaceError
+from forget.identity import IdentityForm
 from forget.migrate import current_revision
 from forget.pseudonym import Pseudonymiser, generate_key_file, load_key_file
+from forget.schema import DEFAULT_MIN_SUBJECTS
+from ledger.evidence import EntryKind
 from sisa.placement import PlacementMode
 from sisa.store import BlobStore, open_store
 
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
     # Keys and the ledger pull in `cryptography`; commands such as `forget status` never need them.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from ledger.anchor import Anchor
     from ledger.log import Ledger
 
 ENV_WORKSPACE = "FORGET_WORKSPACE"
@@ -53,6 +64,11 @@ class InitOptions:
     keys_from: Path | None = None
     passphrase: bytes | None = None
     """Encrypts the new signing key (PKCS#8, best available encryption); ignored with keys_from."""
+    identity: IdentityForm = field(default_factory=IdentityForm)
+    min_subjects: int = DEFAULT_MIN_SUBJECTS
+    """k: a category or label class enters the schema only if this many subjects hold it."""
+    plan: dict[str, Any] | None = None
+    """`forget.plan.frozen_settings`' record of the plan the settings came from, logged at init."""
 
 
 class Workspace:
@@ -81,37 +97,172 @@ class Workspace:
         return store
 
     @cached_property
+    def pins(self) -> Pins:
+        """What the workspace was created with, as its database records it."""
+        return Pins.from_rows(self.datastore.pins())
+
+    @cached_property
     def pseudonymiser(self) -> Pseudonymiser:
-        return load_key_file(self.keys_dir / PSEUDONYM_KEY)
+        self._check_identity()
+        pseudonymiser = load_key_file(self.keys_dir / PSEUDONYM_KEY, self.config.identity)
+        if pseudonymiser.fingerprint() != self.pins.pseudonym_key:
+            raise KeyMismatchError(
+                f"{KEYS_DIR}/{PSEUDONYM_KEY} is not the key this workspace was created with (fingerprint"
+                f" {pseudonymiser.fingerprint()[:16]}, pinned {self.pins.pseudonym_key[:16]}): restore the right key"
+            )
+        return pseudonymiser
 
     def public_key_pem(self) -> bytes:
         return (self.keys_dir / PUBLIC_KEY).read_bytes()
+
+    def _check_public_key(self) -> None:
+        path = self.keys_dir / PUBLIC_KEY
+        try:
+            found = public_key_fingerprint(path.read_bytes())
+        except OSError as error:
+            raise WorkspaceError(f"cannot read {KEYS_DIR}/{PUBLIC_KEY}: {error.strerror}") from error
+        except ValueError as error:
+            raise WorkspaceError(f"{KEYS_DIR}/{PUBLIC_KEY} is not an Ed25519 public key: {error}") from error
+        if found != self.pins.signing_key:
+            raise KeyMismatchError(
+                f"{KEYS_DIR}/{PUBLIC_KEY} is not the key this workspace was created with (sha256 {found[:16]},"
+                f" pinned {self.pins.signing_key[:16]}): restore the right key"
+            )
+
+    def _check_identity(self) -> None:
+        if self.config.identity != self.pins.identity:
+            raise KeyMismatchError(
+                f"{CONFIG_NAME} [identity] ({self.config.identity.describe()}) differs from the form this workspace"
+                f" was created with ({self.pins.identity.describe()}); changing it would re-key every record"
+            )
+
+    def check_keys(self) -> list[str]:
+        """Stop (exit 3) before anything is written if a key file or the identity form was swapped;
+        returns warnings about key files that others can read."""
+        _ = self.pseudonymiser
+        self._check_public_key()
+        return key_file_warnings(self.keys_dir)
 
     @cached_property
     def ledger(self) -> Ledger:
         from ledger.keys import load_public_key
         from ledger.log import Ledger
 
-        return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY))
+        self._check_public_key()
+        return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY), self.anchor)
+
+    @cached_property
+    def anchor(self) -> Anchor:
+        """Signed heads kept outside the database (`[ledger] anchor`: a file here, or an fsspec URL)."""
+        from ledger.anchor import open_anchor
+
+        return open_anchor(self.config.anchor, self.root)
 
     def signing_key(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+
         from ledger.keys import load_private_key
 
-        return load_private_key(self.keys_dir / SIGNING_KEY, self.passphrase)
+        key = load_private_key(self.keys_dir / SIGNING_KEY, self.passphrase)
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if hashlib.sha256(raw).hexdigest() != self.pins.signing_key:
+            raise KeyMismatchError(
+                f"{KEYS_DIR}/{SIGNING_KEY} is not the signing key this workspace was created with: restore the"
+                " right key (a head signed with another key would break `forget ledger verify` for good)"
+            )
+        return key
 
     def save_config(self, config: WorkspaceConfig) -> None:
         write_config(self.config_path, config)
         self.config = config
 
 
-def init_workspace(root: Path, options: InitOptions) -> Workspace:
-    """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
-    from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
+class KeyMismatchError(WorkspaceError):
+    """A key file, or the identity form, differs from what the workspace pinned at init."""
 
-    if options.shards < 1 or options.slices < 1:
-        raise InputError(f"--shards and --slices must be at least 1 (got {options.shards} and {options.slices})")
-    if options.training.epochs <= 0 or options.training.batch_size < 1 or options.training.lr <= 0:
-        raise InputError("--epochs and --lr must be positive and --batch-size at least 1")
+
+PIN_PSEUDONYM_KEY = "pseudonym_key"
+PIN_SIGNING_KEY = "signing_key"
+PIN_IDENTITY = "identity_form"
+INITIALIZED = EntryKind.WORKSPACE_INITIALIZED.value
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+
+
+@dataclass(frozen=True)
+class Pins:
+    pseudonym_key: str
+    """`Pseudonymiser.fingerprint()`: a keyed hash that names the key without revealing it."""
+    signing_key: str
+    """sha256 of the raw Ed25519 public key (the DSSE key id's hex part)."""
+    identity: IdentityForm
+
+    def rows(self) -> dict[str, str]:
+        return {
+            PIN_PSEUDONYM_KEY: self.pseudonym_key,
+            PIN_SIGNING_KEY: self.signing_key,
+            PIN_IDENTITY: json.dumps(self.identity.to_dict(), sort_keys=True),
+        }
+
+    @classmethod
+    def from_rows(cls, rows: dict[str, str]) -> Pins:
+        try:
+            return cls(
+                rows[PIN_PSEUDONYM_KEY], rows[PIN_SIGNING_KEY], IdentityForm.from_dict(json.loads(rows[PIN_IDENTITY]))
+            )
+        except (KeyError, ValueError) as error:
+            raise WorkspaceError(
+                "the workspace database has no pinned keys (created by an older forget, or edited): run `forget init`"
+                " for a new workspace"
+            ) from error
+
+
+def public_key_fingerprint(pem: bytes) -> str:
+    """sha256 of an Ed25519 public key's raw bytes, from its PEM with the standard library only
+    (so that `forget status` checks the key without loading `cryptography`)."""
+    lines = pem.decode("ascii", "replace").strip().splitlines()
+    if len(lines) < 3 or lines[0] != "-----BEGIN PUBLIC KEY-----" or lines[-1] != "-----END PUBLIC KEY-----":
+        raise ValueError("not a PEM public key")
+    der = base64.b64decode("".join(lines[1:-1]), validate=True)
+    if len(der) != 44 or not der.startswith(_ED25519_SPKI_PREFIX):
+        raise ValueError("not an Ed25519 key")
+    return hashlib.sha256(der[len(_ED25519_SPKI_PREFIX) :]).hexdigest()
+
+
+def key_file_warnings(keys_dir: Path) -> list[str]:
+    """Secret key files that group or others can read: a warning on every command, not a refusal
+    (the operator may be mid-way through fixing it, and refusing would block erasures)."""
+    found = []
+    for name in (PSEUDONYM_KEY, SIGNING_KEY):
+        try:
+            mode = stat.S_IMODE((keys_dir / name).stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append(f"{KEYS_DIR}/{name} is readable by other users (mode {mode:04o}): run chmod 600 on it")
+    return found
+
+
+def _create_private_file(path: Path) -> None:
+    """An empty file of mode 0600, so that SQLite (and its -wal and -journal files) inherit it."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
+    """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
+    from ledger.log import Ledger
+
+    root = Path(root)
+    problems = (
+        layout_problems(options.shards, options.slices)
+        + options.training.problems()
+        + min_subjects_problems(options.min_subjects)
+    )
+    if problems:
+        raise InputError(f"--{problems[0].replace('_', '-')}")
     if (root / CONFIG_NAME).exists():
         raise WorkspaceError(f"{root} already holds a workspace ({CONFIG_NAME} exists)")
     if options.keys_from is not None and not (options.keys_from / KEYS_DIR / PSEUDONYM_KEY).is_file():
@@ -124,10 +275,14 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
         database=options.database,
         placement=options.placement,
         training=options.training,
+        identity=options.identity,
+        min_subjects=options.min_subjects,
     )
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # the folder holds keys and personal data: nobody else lists or reads it
     keys = root / KEYS_DIR
     created_keys = not keys.exists()
+    created_anchor: Anchor | None = None
     try:
         keys.mkdir(mode=0o700, exist_ok=False)
         if options.keys_from is not None:
@@ -140,9 +295,11 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
             signing = generate_signing_key()
             write_private_key(keys / SIGNING_KEY, signing, options.passphrase)
             (keys / PUBLIC_KEY).write_bytes(public_key_pem(signing.public_key()))
-        load_private_key(keys / SIGNING_KEY, options.passphrase)
-        (root / CHECKPOINTS_DIR).mkdir(exist_ok=True)
-        engine = create_engine(resolve_url(config.database, root), must_exist=False)
+        (root / CHECKPOINTS_DIR).mkdir(mode=0o700, exist_ok=True)
+        url = resolve_url(config.database, root)
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            _create_private_file(Path(url[len("sqlite:///") :]))
+        engine = create_engine(url, must_exist=False)
         existing = current_revision(engine)
         if existing is not None:
             engine.dispose()
@@ -150,16 +307,60 @@ def init_workspace(root: Path, options: InitOptions) -> Workspace:
                 f"the database {config.database} already holds a forget workspace (schema {existing});"
                 " give each workspace a database of its own"
             )
-        DataStore(engine).create_schema()
+        store = DataStore(engine)
+        store.create_schema()
+        signing = load_private_key(keys / SIGNING_KEY, options.passphrase)
+        raw_public = signing.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        pins = Pins(
+            pseudonym_key=load_key_file(keys / PSEUDONYM_KEY, config.identity).fingerprint(),
+            signing_key=hashlib.sha256(raw_public).hexdigest(),
+            identity=config.identity,
+        )
+        # The anchor first: the ledger's first entry is recorded there as appended by forget.
+        from ledger.anchor import open_anchor
+
+        anchor = open_anchor(config.anchor, root)
+        anchor.create(config.origin)
+        created_anchor = anchor
+        with engine.begin() as connection:
+            store.set_pins(connection, pins.rows())
+            Ledger(config.origin, signing.public_key(), anchor).append(
+                connection,
+                [
+                    (
+                        INITIALIZED,
+                        {
+                            "origin": config.origin,
+                            "identity_form": config.identity.to_dict(),
+                            "pseudonym_key_fingerprint": pins.pseudonym_key,
+                            "signing_key_sha256": pins.signing_key,
+                            "forget_version": forget.__version__,
+                            **({"plan": options.plan} if options.plan is not None else {}),
+                        },
+                    )
+                ],
+            )
         write_config(root / CONFIG_NAME, config)
     except BaseException:
         if created_keys:
             shutil.rmtree(keys, ignore_errors=True)
+        from ledger.anchor import FileAnchor
+
+        if isinstance(created_anchor, FileAnchor):  # an object-store anchor is never deleted
+            created_anchor.path.unlink(missing_ok=True)
         raise
-    return Workspace(root, config, options.passphrase)
+    from forget.lineage import sign_head
+
+    engine.dispose()
+    workspace = Workspace(root, config, options.passphrase)
+    sign_head(workspace)
+    return workspace
 
 
-def open_workspace(root: Path, passphrase: bytes | None = None) -> Workspace:
+def open_workspace(root: Path | str, passphrase: bytes | None = None) -> Workspace:
+    """The workspace at `root`; its keys are checked against their pins when first used
+    (`Workspace.check_keys()` checks them all at once)."""
+    root = Path(root)
     return Workspace(root, read_config(root / CONFIG_NAME), passphrase)
 
 

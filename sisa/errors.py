@@ -17,3 +17,7 @@ class ModelSpecError(SisaError):
 
 class DeviceError(SisaError):
     """The requested device is not available on this machine."""
+
+
+class DivergedError(SisaError):
+    """Training produced non-finite weights; the slice's checkpoint was not stored."""

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional
 
 from sisa.checkpoints import CHECKPOINT_FORMAT, decode_checkpoint, encode_checkpoint
-from sisa.errors import CheckpointError
+from sisa.errors import CheckpointError, DivergedError
 from sisa.models import build_model
 from sisa.schedule import Schedule, slice_passes
 from sisa.seeds import derive_seed
@@ -75,6 +75,8 @@ class ShardTask:
     classes: int
     start_slice: int = 0
     resume_digest: str | None = None
+    """The checkpoint to resume from, as the caller vouches for it (the application takes it from
+    its ledger, never from a mutable table); the store refuses a file whose bytes differ."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,11 @@ def train_shard(
         if task.start_slice > 0:
             if task.resume_digest is None:
                 raise CheckpointError(f"shard {task.shard}: resuming at slice {task.start_slice} needs a checkpoint")
-            state = decode_checkpoint(store.get(task.resume_digest))
+            try:
+                # The store checks the bytes against the digest, which the caller took from its ledger.
+                state = decode_checkpoint(store.get(task.resume_digest))
+            except CheckpointError as error:
+                raise type(error)(f"shard {task.shard} slice {task.start_slice - 1}: {error}") from error
             meta = state["meta"]
             if (meta["shard"], meta["slice"], meta["config"]) != (
                 task.shard,
@@ -222,6 +228,12 @@ def train_shard(
                 loss = functional.cross_entropy(model(features[batch]), labels[batch])
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
+            # Once per slice, not per batch: a per-batch `.item()` would stall a GPU at every step.
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                raise DivergedError(
+                    f"shard {task.shard} slice {step}: training diverged (a weight became NaN or infinite);"
+                    " nothing was stored for this slice: lower the learning rate or check the data for extreme values"
+                )
             checkpoint = {
                 "model": _to_cpu(model.state_dict()),
                 "optimizer": _to_cpu(optimizer.state_dict()),
