@@ -31,6 +31,7 @@ __all__ = [
     "key_id",
     "parse_verifier_key",
     "sign_note",
+    "split_note",
     "verifier_key",
     "verify_note",
 ]
@@ -143,14 +144,13 @@ def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
     return f"{text}\n{_SIGNATURE_PREFIX}{name} {base64.b64encode(blob).decode('ascii')}\n"
 
 
-def verify_note(note: str, name: str, public_key: Ed25519PublicKey) -> str:
-    """Return the text of `note` once a signature by (`name`, `public_key`) on it verifies.
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """Split a signed note into its text and its signature lines as (key name, key id || signature).
 
-    Signature lines by other keys are ignored, as the spec requires. Raises `VerificationError`
-    if the note is malformed, has no signature by this key, or has one that does not verify, and
-    `NoteError` if `name` itself is not a valid key name.
+    Checks the form only (UTF-8, no control characters, a blank line, well-formed signature lines,
+    at most `MAX_SIGNATURES`); no signature is verified. Raises `VerificationError`, since a note
+    that fails here cannot be trusted whatever it carries.
     """
-    wanted = key_id(name, public_key)
     if not _is_utf8(note):
         raise VerificationError("note is not valid UTF-8")
     if _CONTROL.search(note):
@@ -164,12 +164,27 @@ def verify_note(note: str, name: str, public_key: Ed25519PublicKey) -> str:
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise VerificationError(f"note has {len(lines)} signatures, more than {MAX_SIGNATURES}")
-    found = False
+    signatures: list[tuple[str, bytes]] = []
     for number, line in enumerate(lines, start=1):
         signer, _, blob64 = line.removeprefix(_SIGNATURE_PREFIX).partition(" ")
         blob = _decode_base64(blob64)
         if not line.startswith(_SIGNATURE_PREFIX) or _has_bad_name(signer) or blob is None or len(blob) < 5:
             raise VerificationError(f"note signature line {number} is malformed")
+        signatures.append((signer, blob))
+    return text, signatures
+
+
+def verify_note(note: str, name: str, public_key: Ed25519PublicKey) -> str:
+    """Return the text of `note` once a signature by (`name`, `public_key`) on it verifies.
+
+    Signature lines by other keys are ignored, as the spec requires. Raises `VerificationError`
+    if the note is malformed, has no signature by this key, or has one that does not verify, and
+    `NoteError` if `name` itself is not a valid key name.
+    """
+    wanted = key_id(name, public_key)
+    text, signatures = split_note(note)
+    found = False
+    for signer, blob in signatures:
         if signer != name or blob[:_KEY_ID_SIZE] != wanted:
             continue
         found = True

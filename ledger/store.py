@@ -186,6 +186,32 @@ def root(connection: Connection, tree_size: int) -> bytes:
     return merkle.root_hash_from(tree_size, _Lookup(connection, recorder.ranges))
 
 
+def root_with_tail(connection: Connection, tree_size: int, base: int, tail: Sequence[bytes]) -> bytes:
+    """MTH(D[0:tree_size]) from the stored hashes of D[0:base] and the given leaf hashes of D[base:tree_size].
+
+    The signer recomputes the unsigned tail from the entries themselves, so a stored subtree hash
+    that does not match its entries is never signed; the prefix rests on the stored hashes, which
+    the consistency proof from the last anchored head binds. O(len(tail) + log n) hashes.
+    """
+    if len(tail) != tree_size - base or not 0 <= base <= tree_size:
+        raise merkle.TreeRangeError(f"{len(tail)} leaves do not fill the tail {base}..{tree_size}")
+
+    def mixed(stored: merkle.SubtreeHash) -> merkle.SubtreeHash:
+        def subtree(start: int, end: int) -> bytes:
+            if end <= base:
+                return stored(start, end)
+            if start >= base:
+                return merkle.root_hash(tail[start - base : end - base])
+            middle = (start + end) // 2  # a perfect subtree splits into two halves
+            return merkle.node_hash(subtree(start, middle), subtree(middle, end))
+
+        return subtree
+
+    recorder = _Recorder()
+    merkle.root_hash_from(tree_size, mixed(recorder))
+    return merkle.root_hash_from(tree_size, mixed(_Lookup(connection, recorder.ranges)))
+
+
 def inclusion_proof(connection: Connection, index: int, tree_size: int) -> list[bytes]:
     recorder = _Recorder()
     merkle.inclusion_proof_from(index, tree_size, recorder)
@@ -259,14 +285,18 @@ def _copy_rows(
 
 
 def read_entries(
-    connection: Connection, kind: str | None = None, start: int = 0, stop: int | None = None
+    connection: Connection, kind: str | None = None, start: int = 0, stop: int | None = None, stream: bool = True
 ) -> Iterator[StoredEntry]:
+    """Entries in order; `stream` reads them in batches (a server-side cursor on PostgreSQL, three
+    round trips, which a read of a few entries is better off without)."""
     query = sa.select(entries).where(entries.c.seq >= start).order_by(entries.c.seq)
     if stop is not None:
         query = query.where(entries.c.seq < stop)
     if kind is not None:
         query = query.where(entries.c.kind == kind)
-    for row in connection.execution_options(yield_per=5000).execute(query):
+    # On the statement, not the connection: Connection.execution_options changes the connection in
+    # place, and a later INSERT in the same transaction would then run as a server-side cursor.
+    for row in connection.execute(query.execution_options(yield_per=5000) if stream else query):
         yield StoredEntry(int(row.seq), row.kind, row.time, bytes(row.entry), bytes(row.leaf_hash))
 
 
@@ -281,7 +311,7 @@ def read_nodes_in_completion_order(connection: Connection) -> Iterator[tuple[int
     """(level, idx, hash) ordered by the leaf that completed each subtree, then by level."""
     # SQLite has no power() in every build; a shift works in SQLite and PostgreSQL alike.
     query = sa.select(nodes.c.level, nodes.c.idx, nodes.c.hash).order_by(sa.text("(idx + 1) << level, level"))
-    for level, idx, h in connection.execution_options(yield_per=5000).execute(query):
+    for level, idx, h in connection.execute(query.execution_options(yield_per=5000)):
         yield int(level), int(idx), bytes(h)
 
 
@@ -296,6 +326,12 @@ def latest_head(connection: Connection) -> StoredHead | None:
 
 def all_heads(connection: Connection) -> list[StoredHead]:
     rows = connection.execute(sa.select(heads).order_by(heads.c.size))
+    return [StoredHead(int(r.size), bytes(r.root_hash), r.time, r.note) for r in rows]
+
+
+def heads_after(connection: Connection, tree_size: int) -> list[StoredHead]:
+    """The signed heads larger than `tree_size`, in increasing size."""
+    rows = connection.execute(sa.select(heads).where(heads.c.size > tree_size).order_by(heads.c.size))
     return [StoredHead(int(r.size), bytes(r.root_hash), r.time, r.note) for r in rows]
 
 
