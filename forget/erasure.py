@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
 from forget.errors import ErasureError
 from forget.lineage import sign_head, slice_manifests
 from forget.training import plan_training, train
-from forget.workspace import Workspace, purge_unreferenced
+from forget.workspace import Workspace, checkpoint_store, purge_unreferenced
+from ledger.evidence import CheckpointsPurged, EntryKind, ErasurePlanned, ErasureRetrained, PlannedRewind
 from sisa.placement import Placement
 from sisa.unlearning import ShardRewind, plan_rewinds
 
@@ -19,9 +21,9 @@ if TYPE_CHECKING:
     from sisa.trainer import TrainedSlice
 
 
-ERASURE_PLANNED = "erasure.planned"
-ERASURE_PURGED = "erasure.checkpoints_purged"
-ERASURE_RETRAINED = "erasure.retrained"
+ERASURE_PLANNED = EntryKind.ERASURE_PLANNED.value
+ERASURE_PURGED = EntryKind.ERASURE_PURGED.value
+ERASURE_RETRAINED = EntryKind.ERASURE_RETRAINED.value
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class ErasurePlan:
     rewinds: tuple[ShardRewind, ...]
     slices: tuple[tuple[int, int], ...]
     """Every (shard, slice) that holds an erased record: their manifests change."""
+
+
+@dataclass(frozen=True)
+class RequestPart:
+    """One request's share of a batch erasure: how many of its records, in which shards."""
+
+    request_id: str | None
+    """None for `erase`, which erases records that no request named (tests, benchmarks)."""
+    records: int
+    shards: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -60,38 +72,53 @@ def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[st
 
 
 def delete_and_rewind(
-    workspace: Workspace, connection: Connection, plan: ErasurePlan, extra: Mapping[str, Any] | None = None
+    workspace: Workspace, connection: Connection, plan: ErasurePlan, run_id: str, parts: Sequence[RequestPart]
 ) -> list[str]:
     """In the caller's transaction: delete the records, drop the checkpoints that saw them, and log
-    the plan (erasure.planned, with `extra` fields) and the changed slice manifests with the deletion.
+    one erasure.planned per request and the changed slice manifests, with the deletion.
 
-    Returns the dropped checkpoint digests, for purging once the transaction has committed.
+    Each request's entry names only its own records and the rewinds of its own shards, so that
+    its certificate discloses nothing of the other requests in the batch. A shard whose training
+    had stopped below its rewind slice (a killed `forget train`) is rewound to where it stopped:
+    the entry states where retraining really resumes. Returns the dropped checkpoint digests, for
+    purging once the transaction has committed.
     """
     store = workspace.datastore
     before = store.checkpoint_map(connection)
-    last = workspace.config.slices - 1
+    slices = workspace.config.slices
     store.delete_records(connection, plan.record_keys)
     stale: list[str] = []
-    rewinds = []
+    rewinds: dict[int, PlannedRewind] = {}
     for rewind in plan.rewinds:
-        stale.extend(store.drop_checkpoints(connection, rewind.shard, rewind.from_slice))
-        rewinds.append(
-            {
-                "shard": rewind.shard,
-                "from_slice": rewind.from_slice,
-                "restored_checkpoint": before.get((rewind.shard, rewind.from_slice - 1)),
-                "checkpoint_before": before.get((rewind.shard, last)),
-            }
+        trained = next((s for s in range(slices) if (rewind.shard, s) not in before), slices)
+        start = min(rewind.from_slice, trained)
+        dropped = store.drop_checkpoints(connection, rewind.shard, start)
+        stale.extend(dropped)
+        rewinds[rewind.shard] = PlannedRewind(
+            shard=rewind.shard,
+            from_slice=start,
+            restored_checkpoint=before.get((rewind.shard, start - 1)),
+            checkpoint_before=before.get((rewind.shard, slices - 1)),
+            stale_checkpoints=tuple(sorted(set(dropped))),
         )
-    planned = {
-        **(extra or {}),
-        "records": len(plan.record_keys),
-        "rewinds": rewinds,
-        "stale_checkpoints": sorted(set(stale)),
-    }
+    planned = [
+        ErasurePlanned(part.request_id, run_id, part.records, tuple(rewinds[s] for s in sorted(part.shards))).entry()
+        for part in parts
+    ]
     manifests = slice_manifests(workspace, connection, plan.slices)
-    workspace.ledger.append(connection, [(ERASURE_PLANNED, planned), *manifests])
+    workspace.ledger.append(connection, [*planned, *manifests])
     return stale
+
+
+def purged_entry(workspace: Workspace, run_id: str, stale: Sequence[str]) -> CheckpointsPurged:
+    """The entry saying which of the stale checkpoints are gone from the store (checked, not assumed).
+
+    Written after the files are deleted, so it is true when it is logged; a resumed job computes
+    it again from the logged plans, whatever a crash left behind. A stale checkpoint that is
+    still there is left out, and the certificate of every request it concerns will not verify.
+    """
+    store = checkpoint_store(workspace)
+    return CheckpointsPurged(run_id, tuple(sorted(digest for digest in set(stale) if digest not in store)))
 
 
 def erase(
@@ -107,15 +134,18 @@ def erase(
     that saw an erased record survives, and `forget train` resumes from the last clean checkpoint.
     """
     store = workspace.datastore
+    run_id = f"erase_{secrets.token_hex(8)}"
+    part = RequestPart(None, len(plan.record_keys), tuple(r.shard for r in plan.rewinds))
     with store.engine.begin() as connection:
-        stale = delete_and_rewind(workspace, connection, plan)
+        stale = delete_and_rewind(workspace, connection, plan, run_id, [part])
     purged = purge_unreferenced(workspace, stale)
+    gone = purged_entry(workspace, run_id, stale)
     with store.engine.begin() as connection:
-        workspace.ledger.append(connection, [(ERASURE_PURGED, {"checkpoints": sorted(purged)})])
+        workspace.ledger.append(connection, [gone.entry()])
     plans = plan_training(workspace, [rewind.shard for rewind in plan.rewinds])
     retrained = train(workspace, plans, device=device, on_slice=on_slice)
     with store.engine.begin() as connection:
-        summary = {"shards": {str(shard): digests for shard, digests in sorted(retrained.items())}}
-        workspace.ledger.append(connection, [(ERASURE_RETRAINED, summary)])
+        summary = ErasureRetrained(run_id, {shard: tuple(digests) for shard, digests in retrained.items()})
+        workspace.ledger.append(connection, [summary.entry()])
     sign_head(workspace)
     return ErasureResult(plan, tuple(purged), retrained)
