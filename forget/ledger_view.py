@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from forget.checkpoint_trust import verify_checkpoint_table
+from forget.reconcile import reconcile_requests
 from forget.workspace import Workspace
 from ledger import merkle, store
 from ledger.errors import LedgerError
@@ -88,11 +90,16 @@ def export(workspace: Workspace, out: IO[str]) -> int:
 
 
 def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
-    """Verify the whole log, and against a head kept outside the database when one is given."""
-    with workspace.datastore.engine.connect() as connection:
-        report = workspace.ledger.verify(connection)
+    """Verify the whole log, and against a head kept outside the database when one is given; then
+    that the mutable tables agree with it: each checkpoints row is the lineage's current checkpoint
+    and each requests row what its request entries say (one snapshot for all of it)."""
+    ledger, datastore = workspace.ledger, workspace.datastore  # opened first: they may read the database
+    with datastore.snapshot() as connection:
+        report = ledger.verify(connection)
         if kept_head is not None:
-            workspace.ledger.verify_against(connection, kept_head)
+            ledger.verify_against(connection, kept_head)
+        verify_checkpoint_table(workspace, connection)
+        reconcile_requests(workspace, connection)
     return report
 
 

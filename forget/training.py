@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from forget.checkpoint_trust import current_checkpoints
 from forget.config import ExecutorKind
 from forget.errors import InputError, NotTrainedError
 from forget.lineage import checkpoint_entry, manifest_root, sign_head
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 class ShardPlan:
     shard: int
     start_slice: int
+    resume_digest: str | None = None
+    """The checkpoint of slice `start_slice - 1`, as the ledger records it (None: from scratch, or look it up)."""
 
 
 def training_config(workspace: Workspace) -> TrainingConfig:
@@ -42,16 +45,21 @@ def training_config(workspace: Workspace) -> TrainingConfig:
 
 
 def plan_training(workspace: Workspace, shards: Iterable[int] | None = None) -> list[ShardPlan]:
-    """Each selected shard resumes at its first slice without a current checkpoint."""
+    """Each selected shard resumes at its first slice without a current checkpoint.
+
+    The checkpoints come from `current_checkpoints`: a table row the ledger does not back (a
+    checkpoint an erasure dropped, put back) stops training before anything resumes from it.
+    """
     if workspace.config.schema is None:
         raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
-    existing = workspace.datastore.checkpoint_map()
     selected = _select(workspace, shards)
+    existing = current_checkpoints(workspace, [(s, k) for s in selected for k in range(workspace.config.slices)])
     plans = []
     for shard in selected:
         first_missing = next((s for s in range(workspace.config.slices) if (shard, s) not in existing), None)
         if first_missing is not None:
-            plans.append(ShardPlan(shard, first_missing))
+            resume = existing[(shard, first_missing - 1)] if first_missing > 0 else None
+            plans.append(ShardPlan(shard, first_missing, resume))
     return plans
 
 
@@ -109,9 +117,10 @@ def shard_job(workspace: Workspace, plan: ShardPlan, device: str) -> ShardJob:
 
     schema = workspace.config.schema
     assert schema is not None
-    resume = None
-    if plan.start_slice > 0:
-        resume = workspace.datastore.checkpoint_map()[(plan.shard, plan.start_slice - 1)]
+    resume = plan.resume_digest
+    if plan.start_slice > 0 and resume is None:
+        key = (plan.shard, plan.start_slice - 1)
+        resume = current_checkpoints(workspace, [key])[key]
     load = partial(
         load_shard_task,
         workspace.database_url,

@@ -29,11 +29,19 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+class CheckpointDigestError(CheckpointError):
+    """A checkpoint file's bytes do not hash to the digest it was asked for: altered or damaged.
+
+    The digest is the caller's to vouch for: the application takes it from the ledger, so a
+    file swapped on disk is caught here whatever the mutable tables say.
+    """
+
+
 def _checked(digest: str, data: bytes) -> bytes:
-    """The bytes, if they hash to the digest they were stored under."""
+    """The bytes, if they hash to the digest they were asked for."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != digest:
-        raise CheckpointError(f"checkpoint {digest[:12]} is corrupt: its bytes hash to {actual[:12]}")
+        raise CheckpointDigestError(f"checkpoint {digest[:12]} is corrupt: its bytes hash to {actual[:12]}")
     return data
 
 
