@@ -166,6 +166,21 @@ def _proportion(data: Any, where: str) -> dict[str, Any]:
     }
 
 
+def _optional(data: Mapping[str, Any], key: str) -> Any:
+    """A field that reports written before it existed do not have (None then)."""
+    if not isinstance(data, Mapping):
+        return None
+    return data.get(key)
+
+
+def _interval_estimate(data: Any, where: str) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    interval = _field(data, "ci95", where)
+    low, high = (None, None) if interval is None else _pair(data, "ci95", where)
+    return {"value": _number(data, "value", where, 0, 1), "low": low, "high": high}
+
+
 def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
     value = _field(data, key, where)
     if not isinstance(value, list):
@@ -229,6 +244,32 @@ def _attack(data: Any, index: int) -> dict[str, Any]:
         "advantage_null95": _number(data, "advantage_null95", where, 0, math.inf),
         "tpr_low_fpr": _number(data, "tpr_at_1pct_fpr", where, 0, 1),
         "near_chance": abs(auc - 0.5) <= 1.959963984540054 * se,
+        **_conclusion(data, where, auc, se),
+    }
+
+
+CONCLUSIONS = ("indistinguishable", "distinguishable", "inconclusive")
+
+
+def _conclusion(data: Mapping[str, Any], where: str, auc: float, se: float) -> dict[str, Any]:
+    """The report's conclusion; a report written before conclusions existed gets the old reading."""
+    if _optional(data, "conclusion") is None:
+        near = abs(auc - 0.5) <= 1.959963984540054 * se
+        return {
+            "conclusion": "indistinguishable" if near else "distinguishable",
+            "reason": "AUC within 1.96 standard errors of 0.5" if near else "AUC beyond 1.96 standard errors of 0.5",
+            "needed": None,
+        }
+    conclusion = _text(data, "conclusion", where)
+    if conclusion not in CONCLUSIONS:
+        raise EvaluationFormatError(
+            f"the evaluation report's {where}.conclusion is not one of {', '.join(CONCLUSIONS)}"
+        )
+    needed = _optional(data, "needed_positives")
+    return {
+        "conclusion": conclusion,
+        "reason": _text(data, "reason", where),
+        "needed": None if needed is None else _count(data, "needed_positives", where),
     }
 
 
@@ -251,6 +292,14 @@ def _membership(data: Any) -> dict[str, Any] | None:
         for i, a in enumerate(attacks)
     ]
     erased_rows = [a for a in attacks if a["comparison"] == "erased_vs_held_out"]
+    if not erased_rows:
+        erased_state = None
+    elif any(a["conclusion"] == "distinguishable" for a in erased_rows):
+        erased_state = "distinguishable"
+    elif all(a["conclusion"] == "indistinguishable" for a in erased_rows):
+        erased_state = "indistinguishable"
+    else:
+        erased_state = "inconclusive"
     return {
         "threat_model": _text(data, "threat_model", where),
         "members": _count(data, "members", where),
@@ -261,6 +310,12 @@ def _membership(data: Any) -> dict[str, Any] | None:
         "attacks": attacks,
         "chart": _chart(bars, marker=0.5),
         "erased_near_chance": all(a["near_chance"] for a in erased_rows) if erased_rows else None,
+        "erased_state": erased_state,
+        "erased_reasons": [
+            {"attack": a["attack_name"], "reason": a["reason"], "needed": a["needed"]}
+            for a in erased_rows
+            if a["conclusion"] != "indistinguishable"
+        ],
         "mia_gap": [{"attack": a["attack_name"], "gap": a["auc"] - 0.5} for a in erased_rows],
     }
 
@@ -291,7 +346,55 @@ def _reference(data: Any) -> dict[str, Any] | None:
         "max_probability_difference": _number(data, "max_probability_difference", where, 0, 1),
         "identical": identical,
         "erased_auc": erased_rows,
+        "tug_of_war": _tug_of_war(_optional(data, "tug_of_war")),
     }
+
+
+def _tug_of_war(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    where = "reference.tug_of_war"
+    sets = _list(data, "sets", where)
+    if not all(isinstance(name, str) for name in sets):
+        raise EvaluationFormatError(f"the evaluation report's {where}.sets is not a list of names")
+    exact = _field(data, "exact", where)
+    if not isinstance(exact, bool):
+        raise EvaluationFormatError(f"the evaluation report's {where}.exact is not true or false")
+    return {
+        "score": _number(data, "score", where, 0, 1),
+        "sets": sets,
+        "forget_gap": _optional_number(data, "forget_accuracy_gap", where, -1, 1),
+        "retain_gap": _optional_number(data, "retain_accuracy_gap", where, -1, 1),
+        "test_gap": _number(data, "test_accuracy_gap", where, -1, 1),
+        "exact": exact,
+        "note": _text(data, "note", where),
+    }
+
+
+def _class_row(data: Any, index: int) -> dict[str, Any]:
+    where = f"utility.per_class[{index}]"
+    recall = _field(data, "recall", where)
+    return {
+        "label": _text(data, "label", where),
+        "support": _count(data, "support", where),
+        "predicted": _count(data, "predicted", where),
+        "recall": None if recall is None else _proportion(recall, f"{where}.recall"),
+        "f1": _number(data, "f1", where, 0, 1),
+    }
+
+
+def _diagnosis(data: Any) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    where = "diagnosis"
+    useful = _field(data, "useful", where)
+    if not isinstance(useful, bool):
+        raise EvaluationFormatError("the evaluation report's diagnosis.useful is not true or false")
+    warnings = [
+        {"code": _text(w, "code", f"{where}.warnings[{i}]"), "message": _text(w, "message", f"{where}.warnings[{i}]")}
+        for i, w in enumerate(_list(data, "warnings", where))
+    ]
+    return {"useful": useful, "verdict": _text(data, "verdict", where), "warnings": warnings}
 
 
 def _view(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -338,8 +441,29 @@ def _view(report: Mapping[str, Any]) -> dict[str, Any]:
             "mean": mean,
             "shards": shards,
             "chart": _chart(bars, marker=None),
+            **_utility_extras(utility),
         },
         "membership": _membership(_field(report, "membership", "report")),
         "reference": _reference(_field(report, "reference", "report")),
+        "diagnosis": _diagnosis(_optional(report, "diagnosis")),
         "certificate": None,
+    }
+
+
+def _utility_extras(utility: Mapping[str, Any]) -> dict[str, Any]:
+    """The usefulness measures; absent (None, empty) in reports written before they existed."""
+    majority = _optional(utility, "majority_baseline")
+    where = "utility"
+    return {
+        "majority": None if majority is None else _proportion(majority, f"{where}.majority_baseline"),
+        "p_vs_majority": None
+        if _optional(utility, "p_vs_majority") is None
+        else _number(utility, "p_vs_majority", where, 0, 1),
+        "balanced": _interval_estimate(_optional(utility, "balanced_accuracy"), f"{where}.balanced_accuracy"),
+        "macro_f1": _interval_estimate(_optional(utility, "macro_f1"), f"{where}.macro_f1"),
+        "per_class": [_class_row(c, i) for i, c in enumerate(_optional(utility, "per_class") or [])],
+        "single_class_shards": [
+            _count({"shard": v}, "shard", f"{where}.single_class_shards")
+            for v in (_optional(utility, "single_class_shards") or [])
+        ],
     }

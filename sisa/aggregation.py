@@ -14,10 +14,21 @@ IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
 class Aggregation(StrEnum):
+    """How the shards' predictions become one. Each is a function of the shards' current models only,
+    so every one is exact under erasure: retraining a shard changes its vote or probabilities and
+    nothing else (a weighting fitted on data would itself have to be retrained; see docs/benchmarks.md)."""
+
     VOTE = "vote"
     """Majority vote of the shards' labels; ties go to the higher mean probability."""
     MEAN = "mean"
     """Argmax of the mean of the shards' probabilities."""
+    GEOMEAN = "geomean"
+    """Argmax of the mean of the shards' log-probabilities: the normalised geometric mean, a product of
+    experts. A shard that is confident a class is wrong vetoes it, where the mean only outvotes it."""
+
+
+_TINY = float(np.finfo(np.float32).tiny)
+"""A float32 softmax rounds very small probabilities to zero; the log of this stands in for them."""
 
 
 def predict_proba(model: nn.Module, features: FloatArray, device: torch.device, batch_size: int = 4096) -> FloatArray:
@@ -40,6 +51,9 @@ def aggregate(probabilities: FloatArray, method: Aggregation) -> IntArray:
     mean = probabilities.mean(axis=0)
     if method is Aggregation.MEAN:
         return np.asarray(mean.argmax(axis=1), dtype=np.int64)
+    if method is Aggregation.GEOMEAN:
+        logs = np.log(np.maximum(probabilities.astype(np.float64), _TINY)).mean(axis=0)
+        return np.asarray(logs.argmax(axis=1), dtype=np.int64)
     classes = probabilities.shape[2]
     votes = np.stack([np.bincount(row, minlength=classes) for row in probabilities.argmax(axis=2).T])
     # Among the classes with the most votes, the mean probability breaks the tie.

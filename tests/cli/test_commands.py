@@ -89,6 +89,7 @@ def test_evaluate_and_predict(trained: Path, tmp_path: Path) -> None:
     utility = report["utility"]
     assert utility["rows"] == 200 and len(utility["shard_accuracy"]) == 4
     assert utility["ensemble_accuracy"]["value"] > 0.6  # three overlapping blobs; chance is one third
+    assert utility["aggregation"] == "geomean" and report["diagnosis"]["useful"]  # the workspace's default
     low, high = utility["ensemble_accuracy"]["ci95"]
     assert low < utility["ensemble_accuracy"]["value"] < high
     cli("-w", trained, "predict", tmp_path / "test.csv", "-o", tmp_path / "p.csv", "--aggregation", "mean")
@@ -96,7 +97,7 @@ def test_evaluate_and_predict(trained: Path, tmp_path: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 200 and set(rows[0]) == {"row", "prediction", "p_a", "p_b", "p_c"}
     assert {r["prediction"] for r in rows} <= {"a", "b", "c"}
-    assert "use vote or mean" in cli("-w", trained, "predict", tmp_path / "test.csv", "--aggregation", "x",
+    assert "use vote, mean, geomean" in cli("-w", trained, "predict", tmp_path / "test.csv", "--aggregation", "x",
                                      expect=2).stderr  # fmt: skip
 
 

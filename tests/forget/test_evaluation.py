@@ -248,7 +248,9 @@ def test_utility_has_wilson_intervals(memorised: dict[str, Any]) -> None:
     assert utility.rows == 300 and len(utility.shard_accuracy) == 1
     assert utility.accuracy.low < utility.accuracy.value < utility.accuracy.high
     assert (utility.accuracy.low, utility.accuracy.high) == wilson_interval(utility.accuracy.successes, 300)
-    standalone = evaluation.evaluate_utility(memorised["ws"], memorised["files"]["held_out"], Aggregation.VOTE, "cpu")
+    standalone = evaluation.evaluate_utility(
+        memorised["ws"], memorised["files"]["held_out"], Aggregation.VOTE, "cpu", seed=3, bootstrap=50
+    )
     assert standalone == utility
 
 
@@ -265,6 +267,14 @@ def test_a_reference_retrained_without_the_erased_records_is_identical(
     data = report.to_dict()
     assert data["reference"]["erased_auc_difference"] == {"loss": 0.0, "lira_offline": 0.0}
     assert data["membership"]["attacks"][0]["advantage_se"] is None
+    # Tug-of-War (Zhao et al. 2024) over the forget, retain and test sets: exactly 1 for exact unlearning.
+    assert report.reference.tug_of_war == 1.0
+    assert report.reference.forget_accuracy_gap == 0.0 and report.reference.retain_accuracy_gap == 0.0
+    tow = data["reference"]["tug_of_war"]
+    assert tow["sets"] == ["test", "forget", "retain"] and tow["exact"] is True
+    assert tow["note"].startswith("1.0 by construction: the checkpoints are identical to the reference's")
+    page = render_evaluation_html(json.loads(json.dumps(data)))
+    assert "Tug-of-War score (Zhao et al. 2024)" in page and "<strong>1.0000</strong>" in page
 
 
 def test_the_report_renders_and_attaches_to_a_certificate(memorised: dict[str, Any]) -> None:
@@ -316,3 +326,96 @@ def test_rendering_escapes_untrusted_strings_and_refuses_malformed_reports(memor
         read_evaluation(b'{"format": "other"}')
     with pytest.raises(EvaluationFormatError, match="is not JSON"):
         read_evaluation(b"{")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 12: usefulness statistics, and membership inference that does not cry wolf
+# ---------------------------------------------------------------------------------------------
+
+
+def test_binomial_tail_and_mcnemar_match_hand_computation() -> None:
+    for n in (0, 1, 7, 20):
+        for k in range(n + 2):
+            exact = sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if k <= n else 0.0
+            assert evaluation.binomial_upper_tail(k, n) == pytest.approx(exact if k > 0 else 1.0, rel=1e-9)
+    assert evaluation.binomial_upper_tail(5000, 10000) == pytest.approx(0.5039893, rel=1e-5)
+    model = np.array([True] * 9 + [False])
+    baseline = np.array([False] * 7 + [True] * 3)
+    # Disagreements: the model wins 7 rows, loses 1: P(X >= 7 | n = 8) = 9/256.
+    assert evaluation.mcnemar_better(model, baseline) == pytest.approx(9 / 256)
+    assert evaluation.mcnemar_better(baseline, baseline) == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=60))
+def test_balanced_accuracy_and_macro_f1_match_scikit_learn(pairs: list[tuple[int, int]]) -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    labels = np.array([p[0] for p in pairs])
+    predicted = np.array([p[1] for p in pairs])
+    ours = evaluation.balanced_accuracy(predicted, labels, 4)
+    # scikit-learn's balanced accuracy ignores predicted-only classes too, but warns; compare the mean recall.
+    recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
+    assert ours == pytest.approx(float(np.mean(recalls)))
+    assert evaluation.macro_f1(predicted, labels, 4) == pytest.approx(
+        metrics.f1_score(labels, predicted, average="macro", zero_division=0)
+    )
+
+
+def test_stratified_bootstrap_interval_holds_the_estimate() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    predicted = np.where(rng.random(400) < 0.7, labels, rng.integers(0, 3, 400))
+
+    def statistic(p: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+        return evaluation.balanced_accuracy(p, y, 3)
+
+    interval = evaluation.stratified_bootstrap(statistic, predicted, labels, 200, np.random.default_rng(1))
+    assert interval is not None and interval[0] < statistic(predicted, labels) < interval[1]
+    assert interval[1] - interval[0] < 0.15
+    assert evaluation.stratified_bootstrap(statistic, predicted, labels, 0, np.random.default_rng(1)) is None
+
+
+def test_the_issue_case_is_inconclusive_not_red() -> None:
+    """6 erased rows, AUC 0.313 +/- 0.094, advantage 0.023 against a chance level of 0.561 (issue 12)."""
+    conclusion, reason, needed = evaluation.conclude(0.313, 0.094, 0.023, 0.561, positives=6, negatives=300)
+    assert conclusion is evaluation.Conclusion.INCONCLUSIVE and needed == 84
+    assert reason == (
+        "6 records give the test under 80% power to see an AUC of 0.6; it needs at least 84 (against these 300"
+        " held-out records)"
+    )
+    assert evaluation.needed_positives(300) == 84 and evaluation.needed_positives(20) is None
+    conclusion, reason, _ = evaluation.conclude(0.5, 0.05, 0.1, 0.3, positives=10, negatives=20)
+    assert conclusion is evaluation.Conclusion.INCONCLUSIVE and "use a larger held-out file" in reason
+
+
+def test_conclusions_with_power() -> None:
+    conclude = evaluation.conclude
+    assert conclude(0.51, 0.03, 0.06, 0.13, 160, 300)[0] is evaluation.Conclusion.INDISTINGUISHABLE
+    assert conclude(0.70, 0.03, 0.30, 0.13, 160, 300)[0] is evaluation.Conclusion.DISTINGUISHABLE
+    above, reason, _ = conclude(0.58, 0.03, 0.10, 0.13, 160, 300)
+    assert above is evaluation.Conclusion.INCONCLUSIVE and "within its chance level" in reason
+    below, reason, _ = conclude(0.40, 0.03, 0.12, 0.13, 160, 300)
+    assert below is evaluation.Conclusion.INCONCLUSIVE and "points to a difference between the two files" in reason
+
+
+def test_the_page_says_inconclusive_for_a_small_erased_group(memorised: dict[str, Any]) -> None:
+    data = json.loads(json.dumps(memorised["after"].to_dict()))
+    for attack in data["membership"]["attacks"]:
+        assert attack["conclusion"] in ("indistinguishable", "distinguishable")  # 160 and 300 records: powered
+        if attack["comparison"] == "erased_vs_held_out":
+            assert attack["conclusion"] == "indistinguishable" and attack["needed_positives"] == 84
+            attack.update(positives=6, conclusion="inconclusive", reason="6 records give the test under 80% power")
+    page = render_evaluation_html(data)
+    assert "Inconclusive: this comparison cannot say" in page and "6 records give the test under 80% power" in page
+    assert "are distinguishable from held-out data by at least one attack" not in page
+    assert "(needs 84)" in page
+    bad = json.loads(json.dumps(data))
+    bad["membership"]["attacks"][0]["conclusion"] = "maybe"
+    with pytest.raises(EvaluationFormatError, match=r"attacks\[0\].conclusion is not one of"):
+        render_evaluation_html(bad)
+
+
+def test_tug_of_war() -> None:
+    assert evaluation.tug_of_war(0.0, 0.0, 0.0) == (1.0, ("test", "forget", "retain"))
+    score, sets = evaluation.tug_of_war(0.1, None, -0.05)
+    assert score == pytest.approx(0.9 * 0.95) and sets == ("test", "forget")

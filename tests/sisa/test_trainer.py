@@ -93,7 +93,7 @@ def test_cnn_and_factory_models(tmp_path: Path) -> None:
     assert build_model("cnn", (1, 8, 8), 10)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(ModelSpecError, match="cannot load model factory"):
         build_model("no_such_module:thing", (3,), 2)
-    with pytest.raises(ModelSpecError, match="use mlp, cnn or module:callable"):
+    with pytest.raises(ModelSpecError, match=r"unknown model 'resnet': use mlp, cnn, linear, tanh-WIDTH\[xDEPTH\]"):
         build_model("resnet", (3,), 2)
     with pytest.raises(ModelSpecError, match="image shape"):
         build_model("cnn", (64,), 10)
