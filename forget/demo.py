@@ -10,25 +10,27 @@ given to a synthetic "writer" (about three images each) who plays the data subje
 from __future__ import annotations
 
 import csv
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from forget.certificate_view import certificate_view
 from forget.config import TrainingSettings
 from forget.errors import ForgetError
 from forget.evaluation import evaluate_utility
 from forget.ingest import ColumnChoice, ingest_file
 from forget.jobs import run_job
+from forget.ledger_view import public_keys
 from forget.ledger_view import verify as verify_ledger
 from forget.requests import file_request
 from forget.training import plan_training, train
 from forget.workspace import InitOptions, init_workspace
-from ledger.keys import load_public_key
-from reports.cli_support import statement_of
 from reports.errors import CertificateFormatError
 from reports.render import render_html, render_pdf
-from reports.verify import verify_certificate
+from reports.verify import load_verifier_key, verify_certificate
 from sisa.aggregation import Aggregation
 
 
@@ -60,6 +62,7 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
 
     settings = TrainingSettings(epochs=30, batch_size=32, lr=3e-3)
     workspace = init_workspace(root / "workspace", InitOptions(shards=5, slices=4, seed=2026, training=settings))
+    workspace.save_config(replace(workspace.config, organisation="Example Ltd (forget demo)"))
     say(f"workspace: {workspace.root} (5 shards x 4 slices, SQLite, local executor)")
     result = ingest_file(workspace, train_csv, ColumnChoice(subject="writer", label="digit"))
     say(f"ingested {result.rows} records of {result.subjects} writers")
@@ -72,8 +75,8 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
     say(f"held-out accuracy: ensemble {before.accuracy.value:.3f} (shards: {per_shard})")
 
     writers = ["w0001", "w0100", "w0420"]
-    requests = [file_request(workspace, w)[0] for w in writers]
-    requests.append(file_request(workspace, "w9999")[0])  # never ingested: answered "no data held"
+    requests = [file_request(workspace, w, note=f"DSAR-2026-{i + 1:04d}")[0] for i, w in enumerate(writers)]
+    requests.append(file_request(workspace, "w9999", note="DSAR-2026-0004")[0])  # never ingested: "no data held"
     say(f"filed {len(requests)} erasure requests (one for a writer the workspace never held)")
     started = time.perf_counter()
     summary = run_job(workspace, device=device)
@@ -86,27 +89,34 @@ def run_demo(directory: Path | None, device: str, say: Callable[[str], None]) ->
     after = evaluate_utility(workspace, test_csv, Aggregation.VOTE, device)
     say(f"held-out accuracy after erasure: ensemble {after.accuracy.value:.3f}")
 
-    public_key = root / "public-key.pem"
-    public_key.write_bytes(workspace.public_key_pem())
+    # What an auditor is handed: `forget keys public`'s output (PEM, then the note verifier key,
+    # which also pins this workspace's log), read back as the auditor's tools read it.
+    key_file = root / "verifier.key"
+    pem, vkey = public_keys(workspace)
+    key_file.write_text(pem + vkey + "\n")
+    key = load_verifier_key(key_file.read_bytes())
+    erased = []
     for path in summary.certificates:
-        verified = verify_certificate(Path(path).read_bytes(), load_public_key(public_key))
+        verified = verify_certificate(Path(path).read_bytes(), key)
         proven = f"{verified.entries} ledger entries proven at tree size {verified.checkpoint.size}"
         say(f"certificate {path}: valid, {proven}")
-    first = Path(summary.certificates[0])
+        if verified.predicate["request"]["outcome"] == "erased":
+            erased.append(Path(path))
+    first = erased[0] if erased else Path(summary.certificates[0])
+    view = certificate_view(first.read_bytes(), key, workspace=workspace)  # verifies again: only a valid one renders
     html = first.with_suffix(".html")
-    statement = statement_of(first.read_bytes())
-    html.write_text(render_html(statement))
+    html.write_text(render_html(view))
     say(f"rendered {html}")
     try:
         pdf = first.with_suffix(".pdf")
-        pdf.write_bytes(render_pdf(statement))
+        pdf.write_bytes(render_pdf(view))
         say(f"rendered {pdf}")
     except CertificateFormatError as error:
         say(f"no PDF: {error}")
     report = verify_ledger(workspace)
     say(f"ledger verified: {report.entries} entries, {report.heads} signed heads")
     say("")
-    say("an auditor checks a certificate with the certificate and the public key alone:")
-    say(f"  forget certificate verify {first} --public-key {public_key}")
+    say("an auditor checks a certificate with the certificate and the verifier key alone (pip install forget):")
+    say(f"  forget certificate verify {shlex.quote(str(first))} --public-key {shlex.quote(str(key_file))}")
     say(f"workspace: {workspace.root}   (forget -w {workspace.root} status | ledger show | shards)")
     return root

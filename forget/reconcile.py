@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from forget.checkpoint_trust import unreadable_json, verify_checkpoint_table
 from forget.requests import EXTENDED, RECEIVED, RequestState
 from ledger.errors import VerificationError
+from ledger.evidence import EntryKind
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -31,10 +32,8 @@ if TYPE_CHECKING:
     from forget.datastore import RequestRow
     from forget.workspace import Workspace
 
-STARTED = "request.started"
-"""forget.jobs.STARTED: repeated here so that `forget status` does not import the batch job."""
-COMPLETED = "request.completed"
-"""forget.jobs.COMPLETED, likewise."""
+STARTED = EntryKind.REQUEST_STARTED.value
+COMPLETED = EntryKind.REQUEST_COMPLETED.value
 REQUEST_KINDS = (RECEIVED, EXTENDED, STARTED, COMPLETED)
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from forget.certificates import certificate_path
+from forget.checkpoint_trust import CheckpointLineageError, current_checkpoints, read_checkpoint
 from forget.errors import InputError
 from forget.training import ShardPlan, shard_task, training_config
 from forget.workspace import Workspace, checkpoint_store
 from reports.cli_support import read_input
-from reports.verify import verify_certificate
+from reports.verify import DEFAULT_MAX_BYTES, VerifierKey, verify_certificate
 from sisa.errors import CheckpointError
 
 
@@ -56,12 +57,14 @@ def replay(workspace: Workspace, request_id: str, device: str = "cpu") -> Replay
     path = certificate_path(workspace, request_id)
     if not path.exists():
         raise InputError(f"no certificate for {request_id} in {path.parent}: run `forget run` or `certificate issue`")
-    certificate = verify_certificate(read_input(path, "certificate"), workspace.ledger.public_key)
+    data = read_input(path, "certificate")
+    key = VerifierKey(workspace.config.origin, workspace.ledger.public_key)  # this workspace's log, pinned
+    certificate = verify_certificate(data, key, max_bytes=max(DEFAULT_MAX_BYTES, len(data)))
     erasure = certificate.predicate["erasure"]
     report = ReplayReport(request_id)
     if erasure is None:
         return report  # no data was held: nothing was retrained, nothing to replay
-    current = workspace.datastore.checkpoint_map()
+    current = current_checkpoints(workspace)  # a table row the ledger does not back stops the replay
     last = workspace.config.slices - 1
     stored = checkpoint_store(workspace)
     config = training_config(workspace)
@@ -76,9 +79,9 @@ def replay(workspace: Workspace, request_id: str, device: str = "cpu") -> Replay
             continue
         for slice_ in range(workspace.config.slices):
             try:
-                stored.get(current[(shard, slice_)])
-            except CheckpointError as error:
-                report.mismatches.append(f"shard {shard} slice {slice_}: {error}")
+                read_checkpoint(stored, shard, slice_, current[(shard, slice_)])
+            except (CheckpointError, CheckpointLineageError) as error:
+                report.mismatches.append(str(error))
         task = shard_task(workspace, ShardPlan(shard, 0))
         with tempfile.TemporaryDirectory(prefix="forget-replay-") as scratch:
             replayed = train_shard(task, config, CheckpointStore(Path(scratch)), torch_device)

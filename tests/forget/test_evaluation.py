@@ -54,7 +54,7 @@ from reports.evaluation import (
 )
 from reports.render import render_html
 from sisa.aggregation import Aggregation
-from tests.reports.test_render_golden import GOLDEN, synthetic_certificate
+from tests.reports.test_render_golden import GOLDEN, synthetic_certificate, synthetic_view
 
 MEMBERS_AUC_MIN = 0.70
 """A memorising model: its training records against held-out ones (measured: 0.80)."""
@@ -285,9 +285,9 @@ def test_the_report_renders_and_attaches_to_a_certificate(memorised: dict[str, A
     assert "Erased records are indistinguishable from held-out data" in page
     section = render_evaluation_section(data)
     assert isinstance(section, Markup) and "<!DOCTYPE" not in section
-    statement, _ = synthetic_certificate()
-    with_section = render_html(statement, supplement=section)
-    plain = render_html(statement)
+    view = synthetic_view()
+    with_section = render_html(view, supplement=section)
+    plain = render_html(view)
     assert plain == GOLDEN.read_text(), "without a supplement the certificate page must not change"
     # The signed claims come first, unchanged; the evaluation follows under its own heading.
     assert with_section.startswith(plain[: plain.rindex("</body>")])
