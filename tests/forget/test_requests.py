@@ -61,4 +61,10 @@ def test_filing_is_idempotent_and_extension_is_bounded(tmp_path: Path) -> None:
         extend_request(ws, late.request_id, 1, "too late to tell them")
     with ws.datastore.engine.connect() as connection:
         kinds = [e.kind for e in ws.ledger.entries(connection)]
-    assert kinds == ["workspace.initialized", "request.received", "request.extended", "request.extended", "request.received"]
+    assert kinds == [
+        "workspace.initialized",
+        "request.received",
+        "request.extended",
+        "request.extended",
+        "request.received",
+    ]
