@@ -41,7 +41,7 @@ def run() -> None:
     args = sys.argv[1:]
     missing = missing_training_modules()
     if not missing:
-        from cli.main import run as run_forget
+        from cli.main import console as run_forget  # exits fast once everything is durable
 
         run_forget()
         return

@@ -78,6 +78,14 @@ def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import forget
+
+        out.print(f"forget {forget.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     workspace_dir: Annotated[
@@ -85,6 +93,9 @@ def main(
         typer.Option("--workspace", "-w", help="Workspace folder (else $FORGET_WORKSPACE, else the current one)."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print forget's version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
 ) -> None:
     state.workspace_option = workspace_dir
     errors.verbose = verbose
@@ -1100,14 +1111,15 @@ def run() -> None:
 def console() -> NoReturn:
     """The process entry point (`python -m cli`, the `forget` script): `run`, then a fast exit.
 
-    When a command returns, all it must leave is durable: transactions committed, checkpoints,
-    certificates and anchors fsync'd and renamed. The interpreter's teardown would then free
-    a few hundred thousand objects one by one, torch's most of them: 0.4 to 0.7 s of CPU, as
+    When a command returns, what it must leave is durable: transactions committed, checkpoints,
+    certificates and anchors fsync'd and renamed. The interpreter's teardown would then free a
+    few hundred thousand objects one by one, torch's most of them: 0.3 to 0.7 s of CPU, about as
     much as a one-subject erasure's own work (docs/benchmarks.md, "The fixed cost of a process").
-    So this flushes stdout and stderr, runs the atexit handlers (logging's flush among them),
-    collects the garbage (which closes the database pools and files nothing refers to), and
-    leaves with `os._exit` and the exit status the interpreter would have used. `run` itself
-    still raises `SystemExit`, for callers in a process that goes on.
+    So this waits for non-daemon threads, runs the atexit handlers (logging's flush, temporary
+    folders' cleanup), flushes stdout and stderr, and leaves with `os._exit` and the status the
+    interpreter would have used. Open database connections end with the process: with every
+    transaction committed, SQLite has no journal to settle, and PostgreSQL ends an idle session
+    whose client is gone. `run` itself still raises `SystemExit`, for callers that go on.
     """
     try:
         run()
@@ -1120,7 +1132,6 @@ def console() -> NoReturn:
 def _finish(code: object) -> int:
     """What CPython does with `SystemExit(code)` at exit, minus the teardown; returns the status."""
     import atexit
-    import gc
     import threading
 
     if code is None:
@@ -1133,7 +1144,6 @@ def _finish(code: object) -> int:
     for thread in threading.enumerate():  # the interpreter waits for non-daemon threads too
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
-    gc.collect()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -7,6 +7,7 @@ fails any check leaves the workspace exactly as it was.
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import itertools
 import re
@@ -37,11 +38,10 @@ from forget.schema import (
     derive_schema,
     encode_numbers,
     first_out_of_range,
-    record_content,
 )
 from forget.workspace import Workspace, purge_unreferenced
 from ledger.canonical import canonical_sha256
-from sisa.placement import place
+from sisa.placement import place_all
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,11 @@ def _strings(table: pa.Table, column: str, path: Path, what: str) -> list[str]:
     if array.null_count:
         row = int(pc.index(pc.is_null(array), True).as_py()) + 1
         raise InputError(f"{path}: row {row} has an empty {what} ({column!r})")
-    values = [str(v) for v in array.cast(pa.string()).to_pylist()]
-    for row, value in enumerate(values, start=1):
-        if not value.strip():
-            raise InputError(f"{path}: row {row} has an empty {what} ({column!r})")
+    values: list[str] = array.cast(pa.string()).to_pylist()  # no nulls (checked above): every value is a str
+    if not all(map(str.strip, values)):  # the scan in C; the loop below only finds the row
+        for row, value in enumerate(values, start=1):
+            if not value.strip():
+                raise InputError(f"{path}: row {row} has an empty {what} ({column!r})")
     return values
 
 
@@ -136,9 +137,7 @@ def _feature_at(schema: Schema, position: int) -> str:
     return "?"
 
 
-def hash_ids(
-    table: pa.Table, column: str, path: Path, what: str, hash_id: Callable[[str | int | float], K]
-) -> list[K]:
+def hash_ids(table: pa.Table, column: str, path: Path, what: str, hash_id: Callable[[str | int | float], K]) -> list[K]:
     """Each cell through the workspace's one canonical form (forget.identity), then hashed.
 
     Typed columns keep their type so that an integral float (a Parquet id of `1.0`) becomes `1`.
@@ -150,11 +149,19 @@ def hash_ids(
     if not (_is_numeric_type(array.type) or pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         raise InputError(f"{path}: the {what} column {column!r} has type {array.type}; ids are text or integers")
     keys = []
+    # A subject's rows repeat its id: each distinct id is canonicalised and hashed once. Only str
+    # and int values are remembered: equal floats (0.0 and -0.0) need not be the same id.
+    known: dict[str | int, K] = {}
     for row, value in enumerate(array.to_pylist(), start=1):
-        try:
-            keys.append(hash_id(value))
-        except InvalidIdError as error:
-            raise InputError(f"{path}: row {row}, column {column!r}: {error}") from None
+        key = known.get(value) if type(value) is str or type(value) is int else None
+        if key is None:
+            try:
+                key = hash_id(value)
+            except InvalidIdError as error:
+                raise InputError(f"{path}: row {row}, column {column!r}: {error}") from None
+            if type(value) is str or type(value) is int:
+                known[value] = key
+        keys.append(key)
     return keys
 
 
@@ -258,18 +265,30 @@ def encode(table: pa.Table, schema: Schema, path: Path) -> np.ndarray[Any, np.dt
     return np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
 
 
+def _row_bytes(features: np.ndarray[Any, np.dtype[np.float32]]) -> list[bytes]:
+    """Each row's float32 bytes, as `features[i].tobytes()` gives them, without a view per row."""
+    width = features.shape[1] * features.itemsize
+    data = np.ascontiguousarray(features, dtype=np.float32).tobytes()
+    return [data[start : start + width] for start in range(0, len(data), width)] if width else [b""] * len(features)
+
+
+def record_contents(row_bytes: list[bytes], labels: list[int]) -> list[bytes]:
+    """`forget.schema.record_content` of every row, from the rows' bytes (a test holds the two equal)."""
+    return [data + index.to_bytes(4, "little") for data, index in zip(row_bytes, labels, strict=True)]
+
+
 def encode_labels(table: pa.Table, schema: Schema, path: Path) -> list[int]:
     """Each row's class index; a label the schema does not keep is `(other)` when the schema has it."""
-    classes = []
-    for row, label in enumerate(_strings(table, schema.label_column, path, "label"), start=1):
-        index = schema.class_of(label)
-        if index is None:
-            raise InputError(
-                f"{path}: row {row} has a label in column {schema.label_column!r} that the schema does not know"
-                f" ({len(schema.labels)} classes: `forget schema` lists them)"
-            )
-        classes.append(index)
-    return classes
+    labels = _strings(table, schema.label_column, path, "label")
+    found = {label: schema.class_of(label) for label in set(labels)}  # a few distinct labels, many rows
+    class_of = {label: index for label, index in found.items() if index is not None}
+    if len(class_of) < len(found):
+        row = next(row for row, label in enumerate(labels, start=1) if label not in class_of)
+        raise InputError(
+            f"{path}: row {row} has a label in column {schema.label_column!r} that the schema does not know"
+            f" ({len(schema.labels)} classes: `forget schema` lists them)"
+        )
+    return [class_of[label] for label in labels]
 
 
 def load_schema_file(path: Path) -> Schema:
@@ -314,6 +333,28 @@ def ingest_file(
     schema_file: Path | None = None,
     allow_erased: bool = False,
 ) -> IngestResult:
+    """Read, check, pseudonymise, encode, place and store a file's rows (see the module's docstring).
+
+    Python's cyclic garbage collector is off meanwhile: the ingest builds a few objects per row
+    (keys, bytes, records), none in a reference cycle, and each full collection would walk all of
+    them again; at 10^6 rows that was 13% of the ingest's CPU time. It is back on at the end.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _ingest_file(workspace, path, choice, schema_file, allow_erased)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _ingest_file(
+    workspace: Workspace,
+    path: Path,
+    choice: ColumnChoice,
+    schema_file: Path | None,
+    allow_erased: bool,
+) -> IngestResult:
     config = workspace.config
     schema, choice = _resolve_schema(config, choice, load_schema_file(schema_file) if schema_file else None)
     assert choice.subject is not None and choice.label is not None
@@ -340,16 +381,22 @@ def ingest_file(
             " (it overflows 32-bit floats once scaled)"
         )
     labels = encode_labels(table, schema, path)
+    row_bytes = _row_bytes(features)
     record_keys: list[RecordKey]
     if schema.id_column is not None:
         record_keys = hash_ids(table, schema.id_column, path, "record id", pseudo.record)
     else:
-        seen: Counter[tuple[str, bytes]] = Counter()
-        record_keys = []
-        for subject_key, row_features, class_index in zip(subject_keys, features, labels, strict=True):
-            content = record_content(row_features, class_index)
-            record_keys.append(pseudo.record_from_content(subject_key, content, seen[(subject_key, content)]))
-            seen[(subject_key, content)] += 1
+        # A row's key counts the earlier rows of its subject with the same content; the count is 0
+        # for every row unless a subject repeats a row, which one set of the pairs tells.
+        pairs = list(zip(subject_keys, record_contents(row_bytes, labels), strict=True))
+        if len(set(pairs)) == len(pairs):
+            record_keys = [pseudo.record_from_content(subject_key, content, 0) for subject_key, content in pairs]
+        else:
+            seen: Counter[tuple[str, bytes]] = Counter()
+            record_keys = []
+            for pair in pairs:
+                record_keys.append(pseudo.record_from_content(*pair, seen[pair]))
+                seen[pair] += 1
     duplicates = [key for key, count in Counter(record_keys).items() if count > 1]
     if duplicates:
         row = record_keys.index(duplicates[0]) + 1
@@ -368,20 +415,14 @@ def ingest_file(
         row = next(i for i, key in enumerate(record_keys, start=1) if key in already)
         raise InputError(f"{path}: {len(already)} records are already in the workspace (the first at row {row})")
 
-    rows = []
-    for i, (record_key, subject_key) in enumerate(zip(record_keys, subject_keys, strict=True)):
-        where = place(
-            record_key,
-            subject_key,
-            seed=config.seed,
-            shards=config.shards,
-            slices=config.slices,
-            mode=config.placement,
-        )
-        rows.append(StoredRecord(record_key, subject_key, where.shard, where.slice, labels[i], features[i].tobytes()))
+    shard_of, slice_of = place_all(
+        record_keys, subject_keys, seed=config.seed, shards=config.shards, slices=config.slices, mode=config.placement
+    )
+    rows = list(map(StoredRecord, record_keys, subject_keys, shard_of, slice_of, labels, row_bytes))
     earliest: dict[int, int] = {}
-    for row_ in rows:
-        earliest[row_.shard] = min(earliest.get(row_.shard, row_.slice), row_.slice)
+    for shard, slice_ in zip(shard_of, slice_of, strict=True):
+        if slice_ < earliest.get(shard, slice_ + 1):
+            earliest[shard] = slice_
 
     stale: list[str] = []
     try:

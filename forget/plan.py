@@ -642,10 +642,12 @@ def make_plan(
 
 
 def _warm_up() -> None:
-    """Pay torch's one-off costs (the first optimizer imports torch._dynamo) before any candidate is timed."""
+    """Pay torch's one-off costs (the first optimizer step's lazy imports) before any candidate is timed."""
     import torch
 
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    from sisa.optim import EagerAdam
+
+    EagerAdam([torch.zeros(1, requires_grad=True)])
 
 
 def beats_baseline(correct: int, rows: int, baseline: float) -> bool:

@@ -8,6 +8,7 @@ never moves anyone else: the precondition for rewinding one shard instead of all
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,3 +41,40 @@ def place(record_key: str, subject_key: str, *, seed: int, shards: int, slices: 
         shard=_bucket("shard", seed, shard_key, shards),
         slice=_bucket("slice", seed, record_key, slices),
     )
+
+
+def place_all(
+    record_keys: Sequence[str],
+    subject_keys: Sequence[str],
+    *,
+    seed: int,
+    shards: int,
+    slices: int,
+    mode: PlacementMode,
+) -> tuple[list[int], list[int]]:
+    """`place` for many records at once: each record's shard and slice, the same as `place` gives.
+
+    The ingest of a million rows spent seconds here: two f-strings, two hashes and a frozen
+    dataclass per record. This hashes each key once per purpose, one subject's shard once in
+    subject mode, and builds no `Placement`; a hypothesis test holds it equal to `place`.
+    """
+    if shards < 1 or slices < 1:
+        raise ValueError(f"shards and slices must be at least 1, got {shards} and {slices}")
+    if len(record_keys) != len(subject_keys):
+        raise ValueError(f"{len(record_keys)} record keys for {len(subject_keys)} subject keys")
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    shard_prefix = f"forget/placement/v1\x00shard\x00{seed}\x00"
+    slice_prefix = f"forget/placement/v1\x00slice\x00{seed}\x00"
+    slice_of = [from_bytes(sha256((slice_prefix + key).encode()).digest()[:8], "big") % slices for key in record_keys]
+    if mode is PlacementMode.RECORD:
+        shard_keys: Sequence[str] = record_keys
+    else:
+        shard_keys = subject_keys
+    known: dict[str, int] = {}
+    shard_of = []
+    for key in shard_keys:
+        shard = known.get(key)
+        if shard is None:
+            shard = known[key] = from_bytes(sha256((shard_prefix + key).encode()).digest()[:8], "big") % shards
+        shard_of.append(shard)
+    return shard_of, slice_of

@@ -24,6 +24,7 @@ from torch.nn import functional
 from sisa.checkpoints import CHECKPOINT_FORMAT, decode_checkpoint, encode_checkpoint
 from sisa.errors import CheckpointError, DivergedError
 from sisa.models import build_model
+from sisa.optim import EagerAdam, EagerSGD
 from sisa.schedule import Schedule, slice_passes
 from sisa.seeds import derive_seed
 from sisa.store import BlobStore
@@ -127,9 +128,10 @@ def _to_cpu(value: Any) -> Any:
 
 
 def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    """torch's Adam or SGD, bit for bit, without the `torch._dynamo` import (about 1 s a process)."""
     if config.optimizer is OptimizerKind.SGD:
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
+        return EagerSGD(model.parameters(), lr=config.lr, momentum=0.9)
+    return EagerAdam(model.parameters(), lr=config.lr)
 
 
 def visit_order(sizes: Sequence[int], passes: Sequence[float], generator: torch.Generator) -> torch.Tensor:
@@ -214,13 +216,14 @@ def train_shard(
             optimizer.load_state_dict(state["optimizer"])
             _set_rng_state(state["rng"], device)
 
+        # Step k visits slices 0..k, a prefix of the shard: concatenated once, not once per step.
+        features = torch.from_numpy(np.concatenate([s.features for s in task.slices])).to(device)
+        labels = torch.from_numpy(np.concatenate([s.labels for s in task.slices])).to(device)
+        sizes = [len(s) for s in task.slices]
         for step in range(task.start_slice, config.slices):
-            seen = task.slices[: step + 1]
-            features = torch.from_numpy(np.concatenate([s.features for s in seen])).to(device)
-            labels = torch.from_numpy(np.concatenate([s.labels for s in seen])).to(device)
             generator = torch.Generator().manual_seed(derive_seed(config.seed, "order", task.shard, step))
             passes = slice_passes(step, config.slices, config.epochs, config.schedule)
-            order = visit_order([len(s) for s in seen], passes, generator).to(device)
+            order = visit_order(sizes[: step + 1], passes, generator).to(device)
             model.train()
             for start in range(0, order.numel(), config.batch_size):
                 batch = order[start : start + config.batch_size]
@@ -242,7 +245,7 @@ def train_shard(
                     "format": CHECKPOINT_FORMAT,
                     "shard": task.shard,
                     "slice": step,
-                    "records": int(labels.numel()),
+                    "records": sum(sizes[: step + 1]),
                     "config": config_digest,
                     "device": device.type,
                     "threads": config.threads,

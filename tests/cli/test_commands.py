@@ -178,3 +178,9 @@ def test_an_unexpected_exception_is_a_bug_with_its_own_exit_code(
         run()
     assert exited.value.code == 70
     assert "internal error in forget (a bug)" in capsys.readouterr().err
+
+
+def test_version_is_printed_without_a_workspace() -> None:
+    import forget
+
+    assert cli("--version").stdout.strip() == f"forget {forget.__version__}"
