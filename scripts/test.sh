@@ -7,4 +7,5 @@ scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q "$@"
+# Everything, slow tests included (a bare `pytest` skips them: pyproject.toml's addopts).
+exec .venv/bin/python -m pytest -q -m "slow or not slow" "$@"
