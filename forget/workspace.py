@@ -75,6 +75,7 @@ class Workspace:
     def __init__(self, root: Path, config: WorkspaceConfig, passphrase: bytes | None = None) -> None:
         self.root = root
         self.config = config
+        self._pin_rows: dict[str, str] = {}
         self.passphrase = passphrase
         """For an encrypted signing key; the CLI reads it from $FORGET_KEY_PASSPHRASE."""
 
@@ -94,12 +95,16 @@ class Workspace:
     def datastore(self) -> DataStore:
         store = DataStore(create_engine(self.database_url, must_exist=True))
         store.check_schema()
+        # Read now, before any transaction: on SQLite a read on a second connection while this
+        # process holds the write lock (BEGIN IMMEDIATE) would wait for itself.
+        self._pin_rows = store.pins()
         return store
 
     @cached_property
     def pins(self) -> Pins:
         """What the workspace was created with, as its database records it."""
-        return Pins.from_rows(self.datastore.pins())
+        _ = self.datastore
+        return Pins.from_rows(self._pin_rows)
 
     @cached_property
     def pseudonymiser(self) -> Pseudonymiser:

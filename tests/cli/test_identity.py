@@ -284,3 +284,13 @@ def test_a_full_disk_is_one_line_and_exit_3(tmp_path: Path) -> None:
     assert ledger_size(ws) == size
     cli("-w", ws, "train", "--device", "cpu")  # with space again, training completes
     assert cli_json("-w", ws, "ledger", "verify")["entries"] > size
+
+
+def test_the_ledger_can_be_first_opened_inside_a_transaction(tmp_path: Path) -> None:
+    """The key check reads the pins; on SQLite that read must not wait for this process's own write lock."""
+    ws = tmp_path / "ws"
+    cli(*init_args(ws, "sqlite:///forget.db"))
+    workspace = open_workspace(ws)
+    with workspace.datastore.engine.begin() as connection:
+        size = len(list(workspace.ledger.entries(connection)))
+    assert size >= 1
