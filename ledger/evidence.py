@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -265,13 +266,14 @@ def check_identity_form(form: object, where: str) -> dict[str, str]:
 # -- payloads -----------------------------------------------------------------------------------
 
 
-class _Entry:
+class _Entry(ABC):
     """What every payload type has: its kind, and the (kind, payload) pair `Ledger.append` takes."""
 
     KIND: ClassVar[EntryKind]
 
+    @abstractmethod
     def to_payload(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The payload as the entry's bytes carry it (RFC 8785 canonicalises it)."""
 
     def entry(self) -> tuple[str, dict[str, Any]]:
         return self.KIND.value, self.to_payload()
