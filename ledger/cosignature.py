@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import struct
 from collections.abc import Sequence
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger.errors import VerificationError
-from ledger.note import NoteError, split_note
+from ledger.note import NoteError, split_note, typed_key_id, typed_verifier_key
 
 __all__ = [
     "COSIGNATURE_TYPE",
@@ -56,10 +54,6 @@ _KEY_ID_HEX = re.compile(r"[0-9a-f]{8}")
 _EM_DASH = "\u2014"
 
 
-def _raw(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
 def _check_name(name: str) -> None:
     if not name or "+" in name or any(c.isspace() or c < " " for c in name):
         raise NoteError(f"witness name {name!r} must be non-empty and hold no spaces or '+'")
@@ -68,14 +62,13 @@ def _check_name(name: str) -> None:
 def cosignature_key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
     """SHA-256(name || "\\n" || 0x04 || public key)[:4]."""
     _check_name(name)
-    material = name.encode("utf-8") + b"\n" + bytes([COSIGNATURE_TYPE]) + _raw(public_key)
-    return hashlib.sha256(material).digest()[:_KEY_ID_SIZE]
+    return typed_key_id(name, COSIGNATURE_TYPE, public_key)
 
 
 def witness_verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
     """`name+<key id hex>+base64(0x04 || public key)`: what a log's users configure to trust a witness."""
-    material = bytes([COSIGNATURE_TYPE]) + _raw(public_key)
-    return f"{name}+{cosignature_key_id(name, public_key).hex()}+{base64.b64encode(material).decode('ascii')}"
+    _check_name(name)
+    return typed_verifier_key(name, COSIGNATURE_TYPE, public_key)
 
 
 @dataclass(frozen=True)

@@ -86,17 +86,30 @@ def _decode_base64(text: str) -> bytes | None:
         return None
 
 
+def typed_key_id(name: str, key_type: int, public_key: Ed25519PublicKey) -> bytes:
+    """SHA-256(name || "\\n" || key type || public key)[:4]: the C2SP key id of any key type
+    (0x01 a log's Ed25519 note key, 0x04 a witness's cosignature key). Checks no name."""
+    material = name.encode("utf-8") + b"\n" + bytes([key_type]) + _raw(public_key)
+    return hashlib.sha256(material).digest()[:_KEY_ID_SIZE]
+
+
+def typed_verifier_key(name: str, key_type: int, public_key: Ed25519PublicKey) -> str:
+    """`name+<key id, 8 hex>+base64(key type || public key)`. Checks no name."""
+    material = bytes([key_type]) + _raw(public_key)
+    key_hash = typed_key_id(name, key_type, public_key).hex()
+    return f"{name}+{key_hash}+{base64.b64encode(material).decode('ascii')}"
+
+
 def key_id(name: str, public_key: Ed25519PublicKey) -> bytes:
     """Return the 4-byte key id: SHA-256(name || "\\n" || 0x01 || public key)[:4]."""
     _check_name(name)
-    material = name.encode("utf-8") + b"\n" + bytes([ED25519_SIGNATURE_TYPE]) + _raw(public_key)
-    return hashlib.sha256(material).digest()[:_KEY_ID_SIZE]
+    return typed_key_id(name, ED25519_SIGNATURE_TYPE, public_key)
 
 
 def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
     """Return the verifier key string `name+<key id, 8 hex>+base64(0x01 || public key)`."""
-    material = bytes([ED25519_SIGNATURE_TYPE]) + _raw(public_key)
-    return f"{name}+{key_id(name, public_key).hex()}+{base64.b64encode(material).decode('ascii')}"
+    _check_name(name)
+    return typed_verifier_key(name, ED25519_SIGNATURE_TYPE, public_key)
 
 
 def parse_verifier_key(vkey: str) -> tuple[str, Ed25519PublicKey]:
