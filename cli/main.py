@@ -397,11 +397,12 @@ def train(
 
     from forget.training import executor_for, plan_training, restart_shards
     from forget.training import train as train_shards
-    from forget.workspace import job_lock
+    from forget.workspace import collect_garbage, job_lock
 
     ws = workspace(signing=True)
     chosen = executor_for(ws, _executor_kind(executor), scheduler)
     with job_lock(ws):
+        collect_garbage(ws)  # what a killed training stored but never recorded, and its temp files
         if from_scratch:
             restart_shards(ws, shard)
         plans = plan_training(ws, shard)

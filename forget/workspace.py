@@ -428,10 +428,12 @@ def collect_garbage(workspace: Workspace) -> list[str]:
     """Delete every checkpoint file the current lineage does not point at (idempotent).
 
     After an erasure this removes whatever saw the erased records, and after a crash it removes
-    a file that was stored but never recorded. Only safe under the job lock.
+    a file that was stored but never recorded, and the temp file of a write it interrupted.
+    Only safe under the job lock.
     """
     keep = workspace.datastore.referenced_digests()
     store = checkpoint_store(workspace)
+    store.discard_temporaries()
     purged = [digest for digest in store.digests() if digest not in keep]
     for digest in purged:
         store.delete(digest)

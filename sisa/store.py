@@ -88,6 +88,13 @@ class CheckpointStore:
             if not path.name.startswith("."):
                 yield path.name
 
+    def discard_temporaries(self) -> int:
+        """Delete the temp files of writes a crash interrupted; only safe while nothing writes."""
+        stray = list(self.root.glob("??/.tmp-*")) if self.root.exists() else []
+        for path in stray:
+            path.unlink(missing_ok=True)
+        return len(stray)
+
 
 class FsspecCheckpointStore:
     """The same content-addressed layout on any fsspec URL (s3://, gcs://, file://...).
@@ -137,6 +144,13 @@ class FsspecCheckpointStore:
             name = str(key).rsplit("/", 1)[-1]
             if len(name) == 64 and ".tmp-" not in name:
                 yield name
+
+    def discard_temporaries(self) -> int:
+        """Delete the temp objects of writes a crash interrupted; only safe while nothing writes."""
+        stray = [str(key) for key in self.fs.glob(f"{self.root.rstrip('/')}/??/*.tmp-*")]
+        for key in stray:
+            self.fs.rm(key)
+        return len(stray)
 
 
 BlobStore = CheckpointStore | FsspecCheckpointStore

@@ -176,6 +176,20 @@ def test_a_job_killed_at_random_moments_resumes_to_the_same_models(
         pytest.skip("every run finished before its kill: this machine is faster than the delays assume")
 
 
+def test_what_a_killed_training_wrote_but_never_recorded_is_removed_by_the_next_train(
+    tmp_path: Path, records: list[dict[str, str]]
+) -> None:
+    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    expected = digests(ws)
+    folder = ws / "checkpoints" / "ab"
+    folder.mkdir(exist_ok=True)
+    (folder / ".tmp-k1ll3d").write_bytes(b"half a checkpoint")  # a write cut by SIGKILL
+    (folder / ("ab" + "0" * 62)).write_bytes(b"stored, never recorded")
+    cli("-w", ws, "train", "--device", "cpu")
+    assert digests(ws) == expected
+    assert {p.name for p in (ws / "checkpoints").glob("??/*")} == set(expected.values())
+
+
 def test_two_jobs_at_once_exactly_one_works(tmp_path: Path, records: list[dict[str, str]]) -> None:
     ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
     cli("-w", ws, "request", "--subject-id", ERASED[0])
