@@ -60,11 +60,12 @@ from typing import Any
 
 import torch
 
-from forget.config import TrainingSettings
+from forget.data.ingest import ColumnChoice, ingest_file
 from forget.demo import write_digits_csv
-from forget.ingest import ColumnChoice, ingest_file
-from forget.training import ShardPlan, plan_training, restart_shards, shard_job, train
-from forget.workspace import KEYS_DIR, PSEUDONYM_KEY, InitOptions, Workspace, init_workspace
+from forget.training.train import ShardPlan, plan_training, restart_shards, shard_job, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, Workspace, init_workspace
+from forget.workspace.keys import KEYS_DIR, PSEUDONYM_KEY
 from sisa.executor import DaskExecutor, LocalExecutor
 from sisa.trainer import ShardTask, TrainedSlice
 
@@ -76,8 +77,8 @@ import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 import torch
-from forget.training import ShardPlan, shard_job
-from forget.workspace import open_workspace
+from forget.training.train import ShardPlan, shard_job
+from forget.workspace.core import open_workspace
 from sisa.executor import execute_on_worker
 t1 = time.perf_counter()
 torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())

@@ -52,8 +52,8 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
-from forget.datastore import create_engine, resolve_url
-from forget.migrate import upgrade
+from forget.store.datastore import create_engine, resolve_url
+from forget.store.migrate import upgrade
 from ledger import merkle, store
 from ledger.log import Ledger
 

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sisa import DEFAULTS, build_workspace, log, seeded_keys, write_split
 
-from forget.config import TrainingSettings
-from forget.plan import MemoryStore
-from forget.training import ShardPlan, plan_training, restart_shards, shard_task, train, training_config
-from forget.workspace import Workspace
+from forget.evaluation.plan import MemoryStore
+from forget.training.train import ShardPlan, plan_training, restart_shards, shard_task, train, training_config
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import Workspace
 from sisa.schedule import slice_passes
 from sisa.trainer import train_shard
 

@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sisa import DEFAULTS, build_workspace, log, seeded_keys, write_split
 
-from forget.config import TrainingSettings
-from forget.workspace import open_workspace
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import open_workspace
 
 SEED = 2026
 ERASURES = 5

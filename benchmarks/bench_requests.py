@@ -15,7 +15,7 @@ The script
    every run starts from the same state;
 3. draws `--requests` seeded random writers from w0000..w0599 (w0599 holds no data: such a request
    is answered "no data held") and
-   (a) files them all with `forget.requests.file_request`, then runs `forget.jobs.run_job` once:
+   (a) files them all with `forget.erasure.requests.file_request`, then runs `forget.erasure.job.run_job` once:
        every affected shard rewinds once, to the earliest slice any of its requests touches
        (`batch_s`);
    (b) in a copy, files one request and runs `run_job`, one request at a time (`one_by_one_s`);
@@ -23,8 +23,8 @@ The script
        a week of requests (`daily_s`);
    it counts shard retrains (`len(summary.shards_retrained)`, summed over runs) and retrained
    checkpoints (the `lineage.checkpoint` ledger entries each run adds), times the part of each
-   run spent retraining (`forget.jobs.train`) and issuing certificates
-   (`forget.jobs.issue_certificates`, where the job has it), asserts that every run retrained each
+   run spent retraining (`forget.erasure.job.train`) and issuing certificates
+   (`forget.erasure.job.issue_certificates`, where the job has it), asserts that every run retrained each
    affected shard exactly once and each of its slices from the rewind slice on exactly once, and
    that all three workspaces end with bit-identical checkpoints;
 4. times the fixed cost of one `forget` process: `forget -w WS request --subject-id w0001` then
@@ -62,17 +62,17 @@ from typing import Any
 import torch
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import forget.jobs
-from forget.config import TrainingSettings
+import forget.erasure.job
+from forget.audit.ledger_view import entries
+from forget.data.ingest import ColumnChoice, ingest_file
 from forget.demo import write_digits_csv
-from forget.erasure import ERASURE_PLANNED
-from forget.ingest import ColumnChoice, ingest_file
-from forget.jobs import RunSummary
-from forget.ledger_view import entries
-from forget.lineage import CHECKPOINT
-from forget.requests import file_request
-from forget.training import plan_training, train
-from forget.workspace import InitOptions, Workspace, init_workspace, open_workspace
+from forget.erasure.job import RunSummary
+from forget.erasure.requests import file_request
+from forget.erasure.rewind import ERASURE_PLANNED
+from forget.training.lineage import CHECKPOINT
+from forget.training.train import plan_training, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, Workspace, init_workspace, open_workspace
 from ledger.keys import public_key_pem, write_private_key
 from ledger.log import Entry
 
@@ -89,7 +89,7 @@ def log(message: str) -> None:
 
 
 class Phases:
-    """Seconds spent inside `forget.jobs`'s retraining (`train`) and, where the job issues
+    """Seconds spent inside `forget.erasure.job`'s retraining (`train`) and, where the job issues
     certificates, `issue_certificates`: the rest of `run_job` is its per-run bookkeeping."""
 
     WRAPPED = ("train", "issue_certificates")
@@ -97,9 +97,9 @@ class Phases:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(self.WRAPPED, 0.0)
         for name in self.WRAPPED:
-            original = getattr(forget.jobs, name, None)
+            original = getattr(forget.erasure.job, name, None)
             if original is not None:
-                setattr(forget.jobs, name, self._timed(name, original))
+                setattr(forget.erasure.job, name, self._timed(name, original))
 
     def _timed(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -168,7 +168,7 @@ def check_run(ws: Workspace, summary: RunSummary, new_checkpoints: list[Entry]) 
 
 
 def run_in_batches(ws: Workspace, subjects: list[str], size: int, label: str) -> dict[str, Any]:
-    """File `size` requests, run `forget.jobs.run_job` once, repeat until every subject is done."""
+    """File `size` requests, run `forget.erasure.job.run_job` once, repeat until every subject is done."""
     filing = running = cpu = 0.0
     per_run: list[float] = []
     summaries: list[RunSummary] = []
@@ -182,7 +182,7 @@ def run_in_batches(ws: Workspace, subjects: list[str], size: int, label: str) ->
         filed = time.perf_counter()
         before = ledger_count(ws, CHECKPOINT)
         cpu_started = time.process_time()
-        summary = forget.jobs.run_job(ws, device="cpu")
+        summary = forget.erasure.job.run_job(ws, device="cpu")
         cpu += time.process_time() - cpu_started
         done = time.perf_counter()
         filing += filed - started
@@ -274,7 +274,7 @@ def process_costs(base: Path, scratch: Path, status_ws: Path, repeats: int) -> d
         opened = open_workspace(ws)
         file_request(opened, PROCESS_SUBJECT)
         started, started_cpu = time.perf_counter(), time.process_time()
-        summary = forget.jobs.run_job(opened, device="cpu")
+        summary = forget.erasure.job.run_job(opened, device="cpu")
         samples["run_in_process_s"].append(time.perf_counter() - started)
         samples["run_in_process_cpu_s"].append(time.process_time() - started_cpu)
         assert len(summary.shards_retrained) == 1, summary

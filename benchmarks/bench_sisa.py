@@ -56,14 +56,15 @@ from typing import Any
 
 import torch
 
-from forget.config import TrainingSettings
-from forget.erasure import erase, plan_erasure, subject_records
-from forget.evaluation import evaluate_utility
-from forget.ingest import ColumnChoice, ingest_file
-from forget.jobs import run_job
-from forget.requests import file_request
-from forget.training import plan_training, train
-from forget.workspace import KEYS_DIR, PSEUDONYM_KEY, InitOptions, Workspace, init_workspace, open_workspace
+from forget.data.ingest import ColumnChoice, ingest_file
+from forget.erasure.job import run_job
+from forget.erasure.requests import file_request
+from forget.erasure.rewind import erase, plan_erasure, subject_records
+from forget.evaluation.evaluate import evaluate_utility
+from forget.training.train import plan_training, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, Workspace, init_workspace, open_workspace
+from forget.workspace.keys import KEYS_DIR, PSEUDONYM_KEY
 from sisa.aggregation import Aggregation
 from sisa.schedule import Schedule
 
@@ -92,9 +93,10 @@ import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 import torch
-from forget.erasure import plan_erasure, subject_records
-from forget.training import ShardPlan, shard_task, training_config
-from forget.workspace import checkpoint_store, open_workspace
+from forget.erasure.rewind import plan_erasure, subject_records
+from forget.training.train import ShardPlan, shard_task, training_config
+from forget.store.checkpoints import checkpoint_store
+from forget.workspace.core import open_workspace
 from sisa.checkpoints import decode_checkpoint
 from sisa.trainer import _make_optimizer, deterministic_torch, new_model
 t1 = time.perf_counter()

@@ -5,8 +5,8 @@
     python benchmarks/defaults.py --table results.jsonl               # the markdown table again
 
 For every data set x layout (1 x 1, 5 x 4, 20 x 10) x configuration (`model@batch_size`), it trains a
-workspace's shards as `forget` would (the real encoding of `forget.ingest`, the real placement, the
-real trainer and schedule, through `forget.plan.simulate`, on an in-memory checkpoint store: no
+workspace's shards as `forget` would (the real encoding of `forget.data.ingest`, the real placement, the
+real trainer and schedule, through `forget.evaluation.plan.simulate`, on an in-memory checkpoint store: no
 database, no ledger, which change no weight) and scores the ensemble on a held-out split under four
 aggregations:
 
@@ -47,8 +47,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from forget.ingest import read_table
-from forget.plan import balanced_accuracy, encode_table, majority_share, simulate
+from forget.data.ingest import read_table
+from forget.evaluation.plan import balanced_accuracy, encode_table, majority_share, simulate
 from sisa.aggregation import Aggregation, aggregate
 from sisa.models import parameter_count
 from sisa.trainer import TrainingConfig

@@ -44,7 +44,7 @@ def occurrences(data_dir: Path, needles: list[bytes]) -> dict[str, int]:
 
 
 def main() -> None:
-    from forget.workspace import open_workspace
+    from forget.workspace.core import open_workspace
 
     work = Path(tempfile.mkdtemp(prefix="forget-wal-"))
     work.chmod(0o755)

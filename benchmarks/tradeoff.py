@@ -12,7 +12,7 @@ For every (shards, slices) it builds a fresh workspace (same seed, same pseudony
 model, epochs and learning rate), then measures
 
 - `accuracy`: the ensemble's (majority vote) held-out accuracy with its 95% Wilson interval;
-- `members_auc`: the loss attack's AUC, training records against held-out ones (forget.evaluation),
+- `members_auc`: the loss attack's AUC, training records against held-out ones (forget.evaluation.evaluate),
   which shows how much each configuration leaks membership before any erasure;
 - `train_s`: training every shard from scratch (what a naive erasure costs);
 - `erase_median_s`: the median wall time of erasing one subject (`plan_erasure` + `erase`: delete,
@@ -53,13 +53,14 @@ from typing import Any
 
 import torch
 
-from forget.config import TrainingSettings
+from forget.data.ingest import ColumnChoice, ingest_file
 from forget.demo import write_digits_csv
-from forget.erasure import erase, plan_erasure, subject_records
-from forget.evaluation import Attack, Comparison, evaluate
-from forget.ingest import ColumnChoice, ingest_file
-from forget.training import plan_training, train
-from forget.workspace import KEYS_DIR, PSEUDONYM_KEY, InitOptions, Workspace, init_workspace
+from forget.erasure.rewind import erase, plan_erasure, subject_records
+from forget.evaluation.evaluate import Attack, Comparison, evaluate
+from forget.training.train import plan_training, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, Workspace, init_workspace
+from forget.workspace.keys import KEYS_DIR, PSEUDONYM_KEY
 from sisa.aggregation import Aggregation
 
 DATASETS: dict[str, dict[str, Any]] = {

@@ -18,14 +18,14 @@ from rich.table import Table
 
 from cli import errors
 from cli.errors import reports_errors
-from forget.config import AGGREGATIONS, DEFAULT_DATABASE, TrainingSettings
-from forget.identity import CaseRule, EmailRule, IdentityForm
-from forget.schema import DEFAULT_MIN_SUBJECTS
+from forget.data.schema import DEFAULT_MIN_SUBJECTS
+from forget.subjects.identity import CaseRule, EmailRule, IdentityForm
+from forget.workspace.config import AGGREGATIONS, DEFAULT_DATABASE, TrainingSettings
 from sisa.placement import PlacementMode
 from sisa.schedule import Schedule
 
 if TYPE_CHECKING:
-    from forget.workspace import Workspace
+    from forget.workspace.core import Workspace
 
 _TRAINING_DEFAULTS = TrainingSettings()
 
@@ -58,7 +58,7 @@ def workspace(signing: bool = False) -> Workspace:
     """The workspace; with `signing`, its signing key is opened first, so a wrong passphrase stops
     a command before it writes anything."""
     # Imported here so that `certificate verify` never loads the database layer.
-    from forget.workspace import locate_workspace, open_workspace
+    from forget.workspace.core import locate_workspace, open_workspace
 
     ws = open_workspace(locate_workspace(state.workspace_option), _passphrase())
     for warning in ws.check_keys():
@@ -163,8 +163,8 @@ def init(
     ] = None,
 ) -> None:
     """Create a workspace: forget.toml, keys (mode 0600), checkpoint store and database."""
-    from forget.config import organisation_problems
-    from forget.workspace import InitOptions, init_workspace
+    from forget.workspace.config import organisation_problems
+    from forget.workspace.core import InitOptions, init_workspace
 
     if organisation_problems(organisation):
         raise typer.BadParameter(organisation_problems(organisation)[0], param_hint="--organisation")
@@ -172,7 +172,7 @@ def init(
     training = TrainingSettings(model, epochs, batch_size, lr, optimizer, schedule, threads, aggregation)
     plan_record = None
     if from_plan is not None:
-        from forget.plan import frozen_settings, read_plan
+        from forget.evaluation.plan import frozen_settings, read_plan
 
         fixed = ("shards", "slices", "model", "epochs", "batch_size", "lr", "optimizer", "schedule", "threads")
         # By name: typer vendors its own click, whose ParameterSource is private.
@@ -254,7 +254,7 @@ def plan_command(
     """Measure shards x slices (and models, epochs) on your data before `init`: accuracy against erasure cost."""
     from dataclasses import replace
 
-    from forget.plan import PlanOptions, make_plan
+    from forget.evaluation.plan import PlanOptions, make_plan
 
     if aggregation not in AGGREGATIONS:
         raise typer.BadParameter(f"use {', '.join(AGGREGATIONS)}", param_hint="--aggregation")
@@ -353,8 +353,8 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Pseudonymise, encode and place the file's records; nothing is written if any row is bad."""
-    from forget.ingest import ColumnChoice, ingest_file
-    from forget.workspace import job_lock
+    from forget.data.ingest import ColumnChoice, ingest_file
+    from forget.workspace.lock import job_lock
 
     ws = workspace(signing=True)
     choice = ColumnChoice(subject_column, label_column, id_column, _parse_shape(input_shape))
@@ -395,9 +395,10 @@ def train(
     """Train each shard slice by slice, with a checkpoint after every slice; resumes where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from forget.training import executor_for, plan_training, restart_shards
-    from forget.training import train as train_shards
-    from forget.workspace import collect_garbage, job_lock
+    from forget.store.checkpoints import collect_garbage
+    from forget.training.train import executor_for, plan_training, restart_shards
+    from forget.training.train import train as train_shards
+    from forget.workspace.lock import job_lock
 
     ws = workspace(signing=True)
     chosen = executor_for(ws, _executor_kind(executor), scheduler)
@@ -444,7 +445,7 @@ def train(
 def _training_verdict(ws: Workspace, device: str) -> Any:
     """`forget train`'s last line: the ensemble on a sample of its own records (None while shards are untrained)."""
     from forget.errors import NotTrainedError
-    from forget.evaluation import training_verdict
+    from forget.evaluation.evaluate import training_verdict
 
     try:
         return training_verdict(ws, device)
@@ -456,7 +457,7 @@ def _training_verdict(ws: Workspace, device: str) -> Any:
 @reports_errors
 def shards(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Per shard: records, slices trained, and the sha256 of its latest checkpoint."""
-    from forget.training import shard_summaries
+    from forget.training.train import shard_summaries
 
     summaries = shard_summaries(workspace())
     if as_json:
@@ -482,7 +483,7 @@ def predict(
     import csv
     import io
 
-    from forget.serving import predict_file
+    from forget.training.predict import predict_file
 
     ws = workspace()
     result = predict_file(ws, file, _aggregation(aggregation or ws.config.training.aggregation), device)
@@ -532,9 +533,9 @@ def evaluate(
 
     Also the majority-class baseline, balanced accuracy, macro-F1 and per-class recall with their
     intervals, a verdict and warnings; the gap to --reference, with the Tug-of-War score."""
-    from forget.evaluation import Attack, Comparison
-    from forget.evaluation import evaluate as run_evaluation
-    from forget.workspace import open_workspace
+    from forget.evaluation.evaluate import Attack, Comparison
+    from forget.evaluation.evaluate import evaluate as run_evaluation
+    from forget.workspace.core import open_workspace
 
     other = open_workspace(reference) if reference is not None else None
     chosen = _aggregation(aggregation) if aggregation is not None else None
@@ -637,7 +638,7 @@ def request(
         return
     if subject_id is None:
         raise typer.BadParameter("give --subject-id ID (or use `forget request extend`)", param_hint="--subject-id")
-    from forget.requests import file_request, parse_time
+    from forget.erasure.requests import file_request, parse_time
 
     moment = parse_time(received_at) if received_at is not None else None
     filed, created = file_request(workspace(signing=True), subject_id, moment, note)
@@ -662,7 +663,7 @@ def request_extend(
     reason: Annotated[str, typer.Option(help="Why (recorded in the ledger; no personal data).")] = "",
 ) -> None:
     """Extend a request's deadline by one or two months, with the reason the subject is told."""
-    from forget.requests import extend_request
+    from forget.erasure.requests import extend_request
 
     extended = extend_request(workspace(signing=True), request_id, months, reason)
     out.print(f"{extended.request_id}: deadline now {extended.deadline:%Y-%m-%d %H:%M} UTC")
@@ -676,8 +677,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Erasure requests with their state and deadline; exit 4 when any is overdue."""
-    from forget.reconcile import reconcile_requests
-    from forget.requests import RequestState, list_requests
+    from forget.erasure.reconcile import reconcile_requests
+    from forget.erasure.requests import RequestState, list_requests
 
     now = _now()
     ws = workspace()
@@ -727,8 +728,8 @@ def run_requests(
     """Carry out pending erasure requests as one batch: one rewind and retrain per affected shard."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from forget.jobs import parse_duration, plan_run, run_job
-    from forget.training import executor_for
+    from forget.erasure.job import parse_duration, plan_run, run_job
+    from forget.training.train import executor_for
 
     window = parse_duration(due_within) if due_within is not None else None
     ws = workspace(signing=True)
@@ -781,7 +782,7 @@ def ledger_head(
     ] = None,
 ) -> None:
     """Print the latest signed tree head (a C2SP tlog-checkpoint signed note)."""
-    from forget.ledger_view import consistency_bundle, latest_note
+    from forget.audit.ledger_view import consistency_bundle, latest_note
 
     if consistency_from is None:
         sys.stdout.write(latest_note(workspace()))
@@ -796,7 +797,7 @@ def ledger_show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines, one entry per line.")] = False,
 ) -> None:
     """List the ledger's entries."""
-    from forget.ledger_view import entries
+    from forget.audit.ledger_view import entries
 
     for entry in entries(workspace(), kind):
         if as_json:
@@ -813,7 +814,7 @@ def ledger_prove(
     size: Annotated[int | None, typer.Option(help="Tree size (default: the latest signed head).")] = None,
 ) -> None:
     """Inclusion proof of one entry (RFC 9162), as JSON, checked before it is printed."""
-    from forget.ledger_view import prove
+    from forget.audit.ledger_view import prove
 
     emit_json(prove(workspace(), index, size).to_dict())
 
@@ -824,7 +825,7 @@ def ledger_export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")] = None,
 ) -> None:
     """Every entry as JSON Lines with its canonical bytes: enough to recompute every leaf and the root."""
-    from forget.ledger_view import export
+    from forget.audit.ledger_view import export
 
     ws = workspace()
     if output is None:
@@ -844,8 +845,8 @@ def ledger_verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Recompute the whole tree from the stored entries and check every signed head; exit 1 on any change."""
-    from forget.ledger_view import verify
-    from reports.cli_support import read_input
+    from forget.audit.ledger_view import verify
+    from reports.verify_summary import read_input
 
     kept = read_input(head, "head").decode() if head is not None else None
     report = verify(workspace(), kept)
@@ -861,7 +862,7 @@ def ledger_verify(
 @reports_errors
 def keys_public() -> None:
     """The signing key's public half: PEM, then the note verifier key line."""
-    from forget.ledger_view import public_keys
+    from forget.audit.ledger_view import public_keys
 
     pem, vkey = public_keys(workspace())
     sys.stdout.write(pem + vkey + "\n")
@@ -871,7 +872,7 @@ def keys_public() -> None:
 @reports_errors
 def ledger_cosign(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Ask the witnesses in forget.toml to cosign the heads they have not; exit 1 if one refuses (a fork)."""
-    from forget.witness import collect_pending
+    from forget.audit.witness import collect_pending
 
     outcomes = collect_pending(workspace())
     if as_json:
@@ -900,7 +901,7 @@ def witness_init(
     name: Annotated[str, typer.Option(help="The witness's name, e.g. witness.example.org/w1.")],
 ) -> None:
     """Create a witness: a new Ed25519 key (mode 0600) and empty state; prints its verifier key."""
-    from forget.witness import init_witness
+    from forget.audit.witness import init_witness
 
     sys.stdout.write(init_witness(state_dir, name) + "\n")
 
@@ -913,7 +914,7 @@ def witness_add_log(
     origin: Annotated[str | None, typer.Option(help="The log's origin (default: the key's name).")] = None,
 ) -> None:
     """Let the witness cosign a log's checkpoints, signed by this key (restart a running witness)."""
-    from forget.witness import add_witnessed_log
+    from forget.audit.witness import add_witnessed_log
 
     out.print(f"witnessing {add_witnessed_log(state_dir, key, origin)}", markup=False)
 
@@ -929,7 +930,7 @@ def witness_serve(
     ] = False,
 ) -> None:
     """Serve POST /add-checkpoint until interrupted; cosigns only checkpoints consistent with the last one."""
-    from forget.witness import serve_witness
+    from forget.audit.witness import serve_witness
 
     def ready(url: str, vkey: str) -> None:
         out.print(f"witness {vkey.split('+', 1)[0]} listening on {url}", markup=False)
@@ -960,7 +961,7 @@ def certificate_issue(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the certificate (JSON).")],
 ) -> None:
     """(Re-)issue a completed request's certificate, signed and anchored in the latest tree head."""
-    from forget.certificates import build_certificate
+    from forget.erasure.certify import build_certificate
     from sisa.store import write_atomically
 
     write_atomically(output, build_certificate(workspace(signing=True), request_id))
@@ -986,8 +987,8 @@ def certificate_verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Verify a certificate offline: signature, every inclusion proof, the signed checkpoint, the claims."""
-    from reports.cli_support import read_input, summary_line
     from reports.verify import DEFAULT_MAX_BYTES, load_verifier_key, read_certificate, verify_certificate
+    from reports.verify_summary import read_input, summary_line
 
     if witness_threshold is not None and not 1 <= witness_threshold <= len(witness_key or []):
         raise typer.BadParameter("must be between 1 and the number of --witness-key", param_hint="--witness-threshold")
@@ -1030,10 +1031,10 @@ def certificate_render(
     organisation (forget.toml) and the DSAR ticket (the request's note); elsewhere it says they are
     not available offline.
     """
-    from forget.certificate_view import certificate_view
-    from reports.cli_support import read_input
+    from forget.audit.certificate_view import certificate_view
     from reports.render import render_html, render_pdf
     from reports.verify import load_verifier_key, read_certificate
+    from reports.verify_summary import read_input
 
     if html is None and pdf is None:
         raise typer.BadParameter("give --html OUT and/or --pdf OUT", param_hint="--html")
@@ -1065,7 +1066,7 @@ def _workspace_if_any() -> Workspace | None:
     """The workspace `--workspace`, $FORGET_WORKSPACE or the current folder names, if there is one:
     rendering also works offline, where the page says what only the workspace knows."""
     from forget.errors import WorkspaceError
-    from forget.workspace import locate_workspace
+    from forget.workspace.core import locate_workspace
 
     if state.workspace_option is None:
         try:
@@ -1085,7 +1086,7 @@ def audit_replay(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Retrain the request's shards from scratch on the retained records and compare with its certificate."""
-    from forget.replay import replay
+    from forget.audit.replay import replay
 
     report = replay(workspace(), request_id, device)
     if as_json:

@@ -17,17 +17,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from forget.certificate_view import certificate_view
-from forget.config import TrainingSettings
+from forget.audit.certificate_view import certificate_view
+from forget.audit.ledger_view import public_keys
+from forget.audit.ledger_view import verify as verify_ledger
+from forget.data.ingest import ColumnChoice, ingest_file
+from forget.erasure.job import run_job
+from forget.erasure.requests import file_request
 from forget.errors import ForgetError
-from forget.evaluation import evaluate_utility
-from forget.ingest import ColumnChoice, ingest_file
-from forget.jobs import run_job
-from forget.ledger_view import public_keys
-from forget.ledger_view import verify as verify_ledger
-from forget.requests import file_request
-from forget.training import plan_training, train
-from forget.workspace import InitOptions, init_workspace
+from forget.evaluation.evaluate import evaluate_utility
+from forget.training.train import plan_training, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, init_workspace
 from reports.errors import CertificateFormatError
 from reports.render import render_html, render_pdf
 from reports.verify import load_verifier_key, verify_certificate

@@ -1,8 +1,8 @@
 """The evidence schema: every kind of ledger entry, and the exact payload each kind carries.
 
 A certificate's claims are checked against ledger entries, so the entries' payloads are a format.
-It is defined here, once: the writers (forget.jobs, forget.erasure, forget.lineage,
-forget.requests, forget.certificates) build payloads with these frozen types and `to_payload()`,
+It is defined here, once: the writers (forget.erasure.job, forget.erasure.rewind, forget.training.lineage,
+forget.erasure.requests, forget.erasure.certify) build payloads with these frozen types and `to_payload()`,
 and the verifier (reports.verify) reads them back with `from_payload()`. A field added, renamed or
 retyped on one side fails on the other at once; a claim cannot drift from its entry.
 
@@ -103,7 +103,7 @@ class EntryKind(StrEnum):
 
 
 class Outcome(StrEnum):
-    """How a request ended (forget.requests.Outcome spells the same values)."""
+    """How a request ended (forget.erasure.requests.Outcome spells the same values)."""
 
     ERASED = "erased"
     NO_DATA = "no_data"
@@ -295,7 +295,7 @@ class RequestReceived(_Entry):
     received_at: str
     deadline: str
     identity_form: Mapping[str, str]
-    """How the subject id was canonicalised before hashing (forget.identity.IdentityForm.to_dict)."""
+    """How the subject id was canonicalised before hashing (forget.subjects.identity.IdentityForm.to_dict)."""
     note_digest: str | None
     """Keyed digest of the DSAR ticket note; the note itself lives in the erasable request row."""
 
@@ -409,7 +409,7 @@ class ErasurePlanned(_Entry):
 
     KIND: ClassVar[EntryKind] = EntryKind.ERASURE_PLANNED
     request_id: str | None
-    """None only for `forget.erasure.erase`, which erases records without a request (tests, benchmarks)."""
+    """None only for `forget.erasure.rewind.erase`, which erases records without a request (tests, benchmarks)."""
     run_id: str
     records: int
     rewinds: tuple[PlannedRewind, ...]
@@ -540,7 +540,7 @@ class CheckpointRecorded(_Entry):
 
 @dataclass(frozen=True)
 class ErasureRetrained(_Entry):
-    """`forget.erasure.erase` only: the new checkpoints of each rewound shard."""
+    """`forget.erasure.rewind.erase` only: the new checkpoints of each rewound shard."""
 
     KIND: ClassVar[EntryKind] = EntryKind.ERASURE_RETRAINED
     run_id: str

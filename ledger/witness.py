@@ -78,7 +78,7 @@ _KEY = "witness.pem"
 _LOCK = ".lock"
 _FORMAT = 1
 
-logger = logging.getLogger("forget.witness")
+logger = logging.getLogger("forget.audit.witness")
 
 
 class WitnessError(LedgerError):

@@ -5,7 +5,7 @@ entries themselves (their canonical bytes), an inclusion proof for each, and the
 checkpoint those proofs lead to. The format is documented in docs/certificate.md.
 
 The claims are a function of the evidence: `derive_claims` computes them from the entries, and it
-is the one place that says which entries a claim needs. The issuer (forget.certificates) calls it
+is the one place that says which entries a claim needs. The issuer (forget.erasure.certify) calls it
 to write the claims; the verifier (reports.verify) calls it on the entries a certificate carries
 and requires the stated claims to be equal, field by field. Issuer and verifier cannot disagree.
 """
@@ -152,7 +152,7 @@ class RequestClaims:
     deadline_met: bool
     identity_form: Mapping[str, str]
     """The canonical form the subject id was searched for in (NFC, trimmed, the case rule): what a
-    "no data held" answer is only as true as (forget.identity)."""
+    "no data held" answer is only as true as (forget.subjects.identity)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {name: dict(self.identity_form) if name == "identity_form" else getattr(self, name)

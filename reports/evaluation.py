@@ -25,7 +25,7 @@ from markupsafe import Markup
 from reports.errors import CertificateFormatError
 
 FORMAT = "forget/evaluation/v1"
-"""Must equal forget.evaluation.FORMAT (reports imports nothing of the application layer)."""
+"""Must equal forget.evaluation.evaluate.FORMAT (reports imports nothing of the application layer)."""
 
 ATTACK_NAMES = {
     "loss": "Loss (Yeom et al. 2018)",

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from reports.errors import CertificateFormatError
 
 FORMAT = "forget/plan/v1"
-"""Must equal forget.plan.PLAN_FORMAT (reports imports nothing of the application layer)."""
+"""Must equal forget.evaluation.plan.PLAN_FORMAT (reports imports nothing of the application layer)."""
 
 _environment = Environment(
     loader=PackageLoader("reports", "templates"),

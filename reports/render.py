@@ -68,7 +68,7 @@ class CertificateView:
     tree_size: int
     root_hash: str
     identity: str
-    """The sentence for the identity form the subject id was searched in (forget.identity)."""
+    """The sentence for the identity form the subject id was searched in (forget.subjects.identity)."""
     organisation: str | None = None
     ticket: str | None = None
     """The DSAR ticket reference, when the workspace's request row holds one matching the certified digest."""

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ledger.errors import LedgerError, VerificationError
-from reports.cli_support import read_input, summary_line
 from reports.verify import DEFAULT_MAX_BYTES, load_verifier_key, read_certificate, verify_certificate
+from reports.verify_summary import read_input, summary_line
 
 __all__ = ["main", "parser", "run"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from forget.workspace import open_workspace
+from forget.workspace.core import open_workspace
 from tests.conftest import write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 

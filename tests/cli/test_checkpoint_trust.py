@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forget.checkpoint_trust import (
+from forget.training.train import ShardPlan, shard_job
+from forget.training.trust import (
     FIRST_WINDOW,
     CheckpointLineageError,
     Key,
@@ -31,8 +32,7 @@ from forget.checkpoint_trust import (
     lineage_of_entries,
     read_lineage,
 )
-from forget.training import ShardPlan, shard_job
-from forget.workspace import open_workspace
+from forget.workspace.core import open_workspace
 from ledger.log import Entry
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, cli_json, init_args

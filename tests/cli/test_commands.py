@@ -166,13 +166,13 @@ def test_two_workspaces_cannot_share_a_database(tmp_path: Path) -> None:
 def test_an_unexpected_exception_is_a_bug_with_its_own_exit_code(
     trained: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import forget.training
+    import forget.training.train
     from cli.main import run
 
     def broken(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(forget.training, "shard_summaries", broken)
+    monkeypatch.setattr(forget.training.train, "shard_summaries", broken)
     monkeypatch.setattr(sys, "argv", ["forget", "-w", str(trained), "shards"])
     with pytest.raises(SystemExit) as exited:
         run()

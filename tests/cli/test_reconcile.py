@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import forget.jobs
-from forget import reconcile
-from forget.reconcile import RequestMismatchError, reconcile_requests
-from forget.workspace import open_workspace
+import forget.erasure.job
+from forget.erasure import reconcile
+from forget.erasure.reconcile import RequestMismatchError, reconcile_requests
+from forget.workspace.core import open_workspace
 from tests.conftest import write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 
@@ -136,4 +136,4 @@ def test_an_extension_or_a_completion_undone_in_the_table_is_caught(workspace: P
 
 
 def test_the_entry_kinds_are_the_job_s() -> None:
-    assert (reconcile.STARTED, reconcile.COMPLETED) == (forget.jobs.STARTED, forget.jobs.COMPLETED)
+    assert (reconcile.STARTED, reconcile.COMPLETED) == (forget.erasure.job.STARTED, forget.erasure.job.COMPLETED)

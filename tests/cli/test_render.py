@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from forget.certificate_view import TICKET_FROM_WORKSPACE, TICKET_MISMATCH
-from forget.config import read_config
+from forget.audit.certificate_view import TICKET_FROM_WORKSPACE, TICKET_MISMATCH
 from forget.errors import WorkspaceError
+from forget.workspace.config import read_config
 from reports.render import ORGANISATION_OFFLINE, TICKET_OFFLINE
 from tests.cli.test_certificates import PRESENT, make_workspace
 from tests.helpers import cli, cli_json, init_args

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from forget.workspace import job_lock, open_workspace
+from forget.workspace.core import open_workspace
+from forget.workspace.lock import job_lock
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 

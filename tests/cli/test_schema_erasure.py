@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from forget.schema import OTHER_LABEL
-from forget.schema_check import SCHEMA_REDERIVED
-from forget.workspace import Workspace, open_workspace
+from forget.data.rederive import SCHEMA_REDERIVED
+from forget.data.schema import OTHER_LABEL
+from forget.workspace.core import Workspace, open_workspace
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 

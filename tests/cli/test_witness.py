@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from forget.config import WitnessSettings
-from forget.witness import cosigned_note, uncosigned
-from forget.workspace import open_workspace
+from forget.audit.witness import cosigned_note, uncosigned
+from forget.workspace.config import WitnessSettings
+from forget.workspace.core import open_workspace
 from ledger import merkle
 from ledger.cosignature import cosignatures, parse_witness_key, verify_cosignatures
 from ledger.note import Checkpoint, sign_note, verifier_key
@@ -284,7 +284,7 @@ def test_a_witness_catches_a_rollback_that_the_anchor_missed(
 ) -> None:
     """A writer who can reach the database and the anchor both rolls them back and regrows the log:
     only a witness, which cosigned the lost heads, still notices."""
-    from forget.datastore import create_engine, resolve_url
+    from forget.store.datastore import create_engine, resolve_url
 
     ws = _workspace(tmp_path, database_url, running)
     cli("-w", ws, "request", "--subject-id", "person-0001")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from forget.erasure import erase, plan_erasure, subject_records
-from forget.workspace import checkpoint_store, open_workspace
+from forget.erasure.rewind import erase, plan_erasure, subject_records
+from forget.store.checkpoints import checkpoint_store
+from forget.workspace.core import open_workspace
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, init_args
 

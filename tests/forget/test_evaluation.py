@@ -24,10 +24,12 @@ from hypothesis import strategies as st
 from markupsafe import Markup
 from torch import nn
 
-from forget import evaluation
-from forget.config import TrainingSettings
+from forget.data.ingest import ColumnChoice, ingest_file
+from forget.erasure.job import run_job
+from forget.erasure.requests import file_request
 from forget.errors import InputError
-from forget.evaluation import (
+from forget.evaluation import evaluate as evaluation
+from forget.evaluation.evaluate import (
     Attack,
     Comparison,
     EvaluationReport,
@@ -40,12 +42,11 @@ from forget.evaluation import (
     tpr_at_fpr,
     wilson_interval,
 )
-from forget.ingest import ColumnChoice, ingest_file
-from forget.jobs import run_job
-from forget.requests import file_request
-from forget.serving import encode_file, shard_probabilities
-from forget.training import plan_training, train
-from forget.workspace import KEYS_DIR, PSEUDONYM_KEY, InitOptions, Workspace, init_workspace
+from forget.training.predict import encode_file, shard_probabilities
+from forget.training.train import plan_training, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, Workspace, init_workspace
+from forget.workspace.keys import KEYS_DIR, PSEUDONYM_KEY
 from reports.evaluation import (
     EvaluationFormatError,
     read_evaluation,

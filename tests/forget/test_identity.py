@@ -1,4 +1,4 @@
-"""The canonical form of a subject id (forget.identity): one function, laws that hold for any text."""
+"""The canonical form of a subject id (forget.subjects.identity): one function, laws that hold for any text."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forget.identity import CaseRule, EmailRule, IdentityForm, IdError, canonical_text
-from forget.pseudonym import InvalidIdError, Pseudonymiser
+from forget.subjects.identity import CaseRule, EmailRule, IdentityForm, IdError, canonical_text
+from forget.subjects.pseudonym import InvalidIdError, Pseudonymiser
 
 INSENSITIVE = IdentityForm()
 SENSITIVE = IdentityForm(CaseRule.SENSITIVE)

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forget.errors import InputError
-from forget.ingest import (
+from forget.data.ingest import (
     ColumnChoice,
     _row_bytes,
     encode,
@@ -23,9 +22,10 @@ from forget.ingest import (
     read_table,
     record_contents,
 )
-from forget.pseudonym import Pseudonymiser
-from forget.schema import ColumnKind, FeatureColumn, Schema, record_content
-from forget.workspace import InitOptions, init_workspace
+from forget.data.schema import ColumnKind, FeatureColumn, Schema, record_content
+from forget.errors import InputError
+from forget.subjects.pseudonym import Pseudonymiser
+from forget.workspace.core import InitOptions, init_workspace
 
 PATH = Path("data.csv")
 PSEUDO = Pseudonymiser(bytes(range(32)))

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forget.config import TrainingSettings
-from forget.ledger_view import entries
-from forget.plan import (
+from forget.audit.ledger_view import entries
+from forget.evaluation.plan import (
     CandidateResult,
     Placed,
     Plan,
@@ -25,7 +24,8 @@ from forget.plan import (
     read_plan,
     recommend,
 )
-from forget.workspace import open_workspace
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import open_workspace
 from reports.plan import PlanRenderError, render_plan_html, render_plan_png
 from tests.helpers import cli
 

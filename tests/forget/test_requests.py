@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from forget.erasure.job import parse_duration
+from forget.erasure.requests import add_months, extend_request, file_request, list_requests, parse_time
 from forget.errors import InputError
-from forget.jobs import parse_duration
-from forget.requests import add_months, extend_request, file_request, list_requests, parse_time
-from forget.workspace import open_workspace
+from forget.workspace.core import open_workspace
 from tests.helpers import cli, init_args
 
 

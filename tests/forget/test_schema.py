@@ -1,4 +1,4 @@
-"""The schema rule (forget.schema): what one subject can and cannot change, and the exact encoding."""
+"""The schema rule (forget.data.schema): what one subject can and cannot change, and the exact encoding."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from forget.errors import InputError
-from forget.schema import (
+from forget.data.schema import (
     MAX_EXPONENT,
     OTHER_LABEL,
     QUANTILE,
@@ -28,6 +27,7 @@ from forget.schema import (
     nearest_power_exponent,
     scale_exponent,
 )
+from forget.errors import InputError
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, init_args
 

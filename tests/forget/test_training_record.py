@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import forget.training
-from forget.training import plan_training, train
-from forget.workspace import checkpoint_store, open_workspace
+import forget.training.train
+from forget.store.checkpoints import checkpoint_store
+from forget.training.train import plan_training, train
+from forget.workspace.core import open_workspace
 from ledger.log import Ledger
 from sisa.store import CheckpointStore
 from sisa.trainer import TrainedSlice
@@ -80,7 +81,7 @@ def test_quick_slices_are_recorded_a_shard_at_a_time(
         assert workspace.datastore.checkpoint_map()[(result.shard, result.slice)] == result.digest
         seen.append((result.shard, result.slice))
 
-    monkeypatch.setattr(forget.training, "RECORD_EVERY_S", 3600.0)
+    monkeypatch.setattr(forget.training.train, "RECORD_EVERY_S", 3600.0)
     train(workspace, plan_training(workspace), device="cpu", on_slice=on_slice)
     assert sizes == [SLICES] * SHARDS
     assert seen == [(shard, s) for shard in range(SHARDS) for s in range(SLICES)]
@@ -93,7 +94,7 @@ def test_slow_slices_are_recorded_one_at_a_time(
     source, expected = reference
     ws = ingested(tmp_path, "slow", keys_from=source)
     sizes = count_appends(monkeypatch)
-    monkeypatch.setattr(forget.training, "RECORD_EVERY_S", 0.0)
+    monkeypatch.setattr(forget.training.train, "RECORD_EVERY_S", 0.0)
     train(open_workspace(ws), plan_training(open_workspace(ws)), device="cpu")
     assert sizes == [1] * (SHARDS * SLICES)
     assert recorded_state(ws) == expected
@@ -104,7 +105,7 @@ def test_a_failure_keeps_the_stored_slices_and_training_resumes_after_them(
 ) -> None:
     source, expected = reference
     ws = ingested(tmp_path, "failing", keys_from=source)
-    monkeypatch.setattr(forget.training, "RECORD_EVERY_S", 3600.0)
+    monkeypatch.setattr(forget.training.train, "RECORD_EVERY_S", 3600.0)
     original = CheckpointStore.put
     calls: list[int] = []
 
@@ -130,12 +131,12 @@ CRASH = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    import forget.training
-    from forget.training import plan_training, train
-    from forget.workspace import open_workspace
+    import forget.training.train
+    from forget.training.train import plan_training, train
+    from forget.workspace.core import open_workspace
     from sisa.store import CheckpointStore
 
-    forget.training.RECORD_EVERY_S = 3600.0
+    forget.training.train.RECORD_EVERY_S = 3600.0
     original, calls = CheckpointStore.put, []
 
     def put_then_die(self, data):

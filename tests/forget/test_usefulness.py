@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from forget.config import TrainingSettings
-from forget.evaluation import Finding, diagnose, evaluate, training_verdict, utility_of
-from forget.ingest import ColumnChoice, ingest_file
-from forget.training import plan_training, train
-from forget.workspace import InitOptions, init_workspace
+from forget.data.ingest import ColumnChoice, ingest_file
+from forget.evaluation.evaluate import Finding, diagnose, evaluate, training_verdict, utility_of
+from forget.training.train import plan_training, train
+from forget.workspace.config import TrainingSettings
+from forget.workspace.core import InitOptions, init_workspace
 from reports.evaluation import render_evaluation_html
 from sisa.aggregation import Aggregation
 from tests.helpers import cli

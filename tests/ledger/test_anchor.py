@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
-from forget.datastore import create_engine, resolve_url
-from forget.migrate import upgrade
+from forget.store.datastore import create_engine, resolve_url
+from forget.store.migrate import upgrade
 from ledger import merkle, store
 from ledger.anchor import FileAnchor, FsspecAnchor, append_record, head_record, open_anchor
 from ledger.errors import LedgerError, VerificationError
@@ -68,7 +68,7 @@ def _append(engine: Engine, ledger: Ledger, count: int, time: str = TIME) -> Non
 
 
 def _sign(engine: Engine, ledger: Ledger) -> store.StoredHead | None:
-    """What `forget.lineage.sign_head` does: sign in one transaction, copy to the anchor after."""
+    """What `forget.training.lineage.sign_head` does: sign in one transaction, copy to the anchor after."""
     with engine.begin() as connection:
         head = ledger.sign_head(connection, KEY, time=TIME)
     with engine.connect() as connection:

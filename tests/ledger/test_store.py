@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy.engine import Connection, Engine
 
-from forget.datastore import create_engine, resolve_url
-from forget.migrate import upgrade
+from forget.store.datastore import create_engine, resolve_url
+from forget.store.migrate import upgrade
 from ledger import merkle, store
 from ledger.errors import VerificationError
 from ledger.log import Entry, Ledger

@@ -94,7 +94,7 @@ NO_DATA_LOG: list[tuple[str, dict[str, Any]]] = [
 
 
 def mine(log: Sequence[tuple[str, dict[str, Any]]], request_id: str = REQUEST) -> list[int]:
-    """The indices the issuer carries for `request_id` in these logs (see forget.certificates._gather)."""
+    """The indices the issuer carries for `request_id` in these logs (see forget.erasure.certify._gather)."""
     completed = next(i for i, (k, p) in enumerate(log) if k == "request.completed" and p["request_id"] == request_id)
     planned = next(
         (i for i, (k, p) in enumerate(log) if k == "erasure.planned" and p["request_id"] == request_id), None

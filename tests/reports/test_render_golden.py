@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from markupsafe import escape
 
-from forget.certificate_view import TICKET_FROM_WORKSPACE, certificate_view, identity_sentence
+from forget.audit.certificate_view import TICKET_FROM_WORKSPACE, certificate_view, identity_sentence
 from ledger.cosignature import cosign, witness_verifier_key
 from ledger.evidence import RequestExtended
 from ledger.note import split_note

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from forget.config import AGGREGATIONS, DEFAULT_MODEL, TrainingSettings, WorkspaceConfig
+from forget.workspace.config import AGGREGATIONS, DEFAULT_MODEL, TrainingSettings, WorkspaceConfig
 from sisa.aggregation import Aggregation, aggregate
 from sisa.errors import ModelSpecError
 from sisa.models import DEFAULT_MODEL as SISA_DEFAULT_MODEL

@@ -1,0 +1,1 @@
+"""What auditors and operators check: replay, ledger and certificate views, witnesses."""

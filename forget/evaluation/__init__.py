@@ -1,0 +1,1 @@
+"""How good the models are: accuracy with intervals, membership inference, and the settings plan."""

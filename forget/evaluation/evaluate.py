@@ -1,0 +1,1323 @@
+"""Evaluating a workspace's ensemble: utility with confidence intervals, membership inference, unlearning metrics.
+
+Three questions, one report (`EvaluationReport`, with `to_dict()` for `--json` and the HTML renderers
+in `reports.evaluation`):
+
+1. **Utility, and whether the model is any use.** Ensemble accuracy (the workspace's aggregation,
+   and the mean of the probabilities) and every shard's accuracy on a labelled file, each with a 95%
+   Wilson score interval; the majority-class baseline with an exact one-sided McNemar test against
+   it, balanced accuracy and macro-F1 (stratified bootstrap intervals), per-class recall and F1,
+   and the shards that predict one class. `diagnose` turns them, with the shards' sizes against
+   the model (`ModelFit`), into a one-line verdict and warnings (`Finding`); `forget train` prints
+   `training_verdict`, the same on a sample of the training records.
+2. **Membership inference.** How well an attacker who sees the ensemble's mean class probabilities
+   tells apart three groups: records the shards were trained on (sampled from the workspace's own
+   data store), held-out records (the labelled file), and erased records (a file the operator
+   supplies again for the evaluation only: the workspace holds no erased data). Two attacks:
+
+   - `loss`: Yeom, Giacomelli, Fredrikson and Jha, "Privacy Risk in Machine Learning: Analyzing the
+     Connection to Overfitting", IEEE CSF 2018. The score is minus the cross-entropy loss of the mean
+     probability on the true label, `log p_y`: members tend to have a lower loss.
+   - `lira_offline`: the statistic of Carlini, Chien, Nasr, Song, Terzis and Tramèr, "Membership
+     Inference Attacks From First Principles", IEEE S&P 2022: the logit-scaled confidence
+     `phi = log p_y - log(sum of the other classes' probabilities)`, compared with a Gaussian fitted
+     to non-members (the offline variant's one-sided test; the score is the z-value). LiRA fits that
+     Gaussian per example from shadow models trained without the example; we train none, so the
+     held-out records of the same class stand in for them (class-conditional, population-level).
+     It is therefore weaker than full LiRA; it is a calibrated, per-class version of the loss attack.
+
+   For each attack and each comparison (members against held-out, erased against held-out): the ROC
+   AUC (rank-based Mann-Whitney U, ties count one half) with its Hanley-McNeil standard error, the
+   membership advantage `max(TPR - FPR)` over all thresholds (Yeom et al.'s measure) with a
+   bootstrap standard error, and the TPR at 1% FPR (Carlini et al.'s recommended low-FPR measure).
+   Each comes with a `Conclusion` (`conclude`): inconclusive below the sample size at which the test
+   has 80% power to see an AUC of 0.6 (and says how many records it needs), or when the AUC and the
+   advantage disagree; indistinguishable or distinguishable otherwise.
+3. **Unlearning metrics.** The MIA gap (erased-against-held-out AUC minus 0.5: zero when erased
+   records look exactly like data the model never saw, which exact SISA guarantees for the retrained
+   shards) and, given a reference workspace retrained from scratch on the retained data (for example
+   `forget init REF --keys-from WS` then `ingest --schema WS/forget.toml` of the retained records),
+   the accuracy gap to it, the agreement of the two ensembles' predictions, whether their
+   checkpoints are identical, and the Tug-of-War score of Zhao et al. 2024 over the forget, retain
+   and test sets (for exact SISA: gap 0, agreement 1, identical, ToW 1.0).
+
+The attacker here sees the mean of the shards' probabilities, even when the workspace serves a
+majority vote (labels only): a stronger attacker than the served API allows, so the numbers are an
+upper bound on what the vote API leaks.
+
+The statistics (`roc_auc`, `wilson_interval`, ...) are pure numpy functions; torch is reached only
+through `forget.training.predict`, imported when a workspace is evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from forget.errors import InputError, NotTrainedError
+
+if TYPE_CHECKING:
+    from forget.workspace.core import Workspace
+    from sisa.aggregation import Aggregation
+
+FORMAT = "forget/evaluation/v1"
+"""The `format` field of `EvaluationReport.to_dict()`; renderers refuse anything else."""
+
+Z95 = 1.959963984540054
+"""The two-sided 95% quantile of the standard normal distribution."""
+
+KS95 = 1.3581
+"""The 95% critical value of the two-sample Kolmogorov-Smirnov statistic: sqrt(-ln(0.025) / 2)."""
+
+LOW_FPR = 0.01
+
+_TINY = float(np.finfo(np.float32).tiny)
+"""Probabilities are float32 softmax outputs: anything below this is indistinguishable from zero."""
+
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion (Wilson 1927).
+
+    Chosen over the normal (Wald) interval because it stays inside [0, 1] and keeps close to its
+    nominal coverage for small samples and for proportions near 0 or 1, which is where a good
+    classifier's accuracy lives (Brown, Cai and DasGupta, Statistical Science 2001).
+    """
+    if trials < 1:
+        raise ValueError("a proportion needs at least one trial")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must lie in [0, {trials}], got {successes}")
+    p = successes / trials
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    # Exact at the edges: rounding must not leave 0 or 1 outside their own interval.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+def _as_scores(values: Sequence[float] | np.ndarray[Any, Any], name: str) -> FloatArray:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: an AUC needs at least one score on each side")
+    if np.isnan(array).any():
+        raise ValueError(f"{name} holds NaN scores")
+    return array
+
+
+def _average_ranks(values: FloatArray) -> FloatArray:
+    """1-based ranks, tied values sharing the mean of their ranks (as scipy.stats.rankdata does)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts_group = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    group = np.cumsum(starts_group) - 1
+    starts = np.flatnonzero(starts_group)
+    ends = np.append(starts[1:], values.size)
+    mean_rank = (starts + ends + 1) / 2.0
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+def roc_auc(
+    positives: Sequence[float] | np.ndarray[Any, Any], negatives: Sequence[float] | np.ndarray[Any, Any]
+) -> float:
+    """P(score of a random positive > score of a random negative) + P(equal) / 2.
+
+    The Mann-Whitney U statistic divided by n_pos * n_neg, from average ranks, so ties count one
+    half and the cost is one sort. Higher scores mean "more likely a positive" (a member).
+    """
+    pos = _as_scores(positives, "positives")
+    neg = _as_scores(negatives, "negatives")
+    ranks = _average_ranks(np.concatenate((pos, neg)))
+    u = float(ranks[: pos.size].sum()) - pos.size * (pos.size + 1) / 2.0
+    return u / (pos.size * neg.size)
+
+
+def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
+    """The standard error of an AUC, Hanley and McNeil, Radiology 143 (1982), equation 2."""
+    if positives < 1 or negatives < 1:
+        raise ValueError("a standard error needs at least one score on each side")
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
+    return math.sqrt(max(variance, 0.0))
+
+
+def roc_curve(
+    positives: Sequence[float] | np.ndarray[Any, Any], negatives: Sequence[float] | np.ndarray[Any, Any]
+) -> tuple[FloatArray, FloatArray]:
+    """(FPR, TPR) at every distinct threshold "member if score >= t", from (0, 0) to (1, 1)."""
+    pos = _as_scores(positives, "positives")
+    neg = _as_scores(negatives, "negatives")
+    scores = np.concatenate((pos, neg))
+    is_pos = np.concatenate((np.ones(pos.size), np.zeros(neg.size)))
+    order = np.argsort(-scores, kind="mergesort")
+    scores, is_pos = scores[order], is_pos[order]
+    # The last index of each group of equal scores: a threshold admits a whole group or none of it.
+    last = np.append(np.flatnonzero(scores[1:] != scores[:-1]), scores.size - 1)
+    tp = np.cumsum(is_pos)[last]
+    fp = (last + 1) - tp
+    tpr = np.concatenate(([0.0], tp / pos.size))
+    fpr = np.concatenate(([0.0], fp / neg.size))
+    return fpr, tpr
+
+
+def membership_advantage(
+    positives: Sequence[float] | np.ndarray[Any, Any], negatives: Sequence[float] | np.ndarray[Any, Any]
+) -> float:
+    """max over thresholds of TPR - FPR (Yeom et al. 2018): 0 for no leak, 1 for perfect separation.
+
+    With the threshold chosen on the same scores it is the two-sample Kolmogorov-Smirnov statistic
+    (one-sided), so even without any leak it is of order 1/sqrt(n): compare it with
+    `advantage_null95`.
+    """
+    fpr, tpr = roc_curve(positives, negatives)
+    return float(np.max(tpr - fpr))
+
+
+def tpr_at_fpr(
+    positives: Sequence[float] | np.ndarray[Any, Any],
+    negatives: Sequence[float] | np.ndarray[Any, Any],
+    fpr_limit: float = LOW_FPR,
+) -> float:
+    """The highest TPR among thresholds whose FPR is at most `fpr_limit` (Carlini et al. 2022)."""
+    fpr, tpr = roc_curve(positives, negatives)
+    return float(tpr[fpr <= fpr_limit].max())
+
+
+def advantage_null95(positives: int, negatives: int) -> float:
+    """The advantage that 5% of leak-free comparisons of these sizes exceed (the KS critical value)."""
+    return KS95 * math.sqrt((positives + negatives) / (positives * negatives))
+
+
+def bootstrap_advantage_se(
+    positives: FloatArray, negatives: FloatArray, resamples: int, rng: np.random.Generator
+) -> float | None:
+    """The standard deviation of the advantage over stratified bootstrap resamples (None if 0 resamples)."""
+    if resamples < 2:
+        return None
+    values = [
+        membership_advantage(
+            positives[rng.integers(0, positives.size, positives.size)],
+            negatives[rng.integers(0, negatives.size, negatives.size)],
+        )
+        for _ in range(resamples)
+    ]
+    return float(np.std(values, ddof=1))
+
+
+def loss_scores(probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> FloatArray:
+    """Yeom et al. 2018: minus the cross-entropy loss, `log p_y`, of (rows, classes) probabilities."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    true = p[np.arange(p.shape[0]), np.asarray(labels, dtype=np.int64)]
+    return np.log(np.maximum(true, _TINY))
+
+
+def logit_confidence(probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any]) -> FloatArray:
+    """Carlini et al. 2022's logit scaling: `log p_y - log(sum of the other probabilities)`.
+
+    The other classes are summed directly rather than taken as `1 - p_y`, which would round to 0
+    for a confident float32 prediction.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    rows = np.arange(p.shape[0])
+    index = np.asarray(labels, dtype=np.int64)
+    true = p[rows, index]
+    others = np.where(np.eye(p.shape[1], dtype=bool)[index], 0.0, p).sum(axis=1)
+    phi: FloatArray = np.log(np.maximum(true, _TINY)) - np.log(np.maximum(others, _TINY))
+    return phi
+
+
+def class_gaussians(scores: FloatArray, labels: np.ndarray[Any, Any], classes: int) -> tuple[FloatArray, FloatArray]:
+    """Per class, the mean and standard deviation of non-members' scores (the global ones where a
+    class has fewer than two non-members or no spread)."""
+    index = np.asarray(labels, dtype=np.int64)
+    global_mean = float(scores.mean())
+    global_std = float(scores.std(ddof=1)) if scores.size > 1 else 0.0
+    global_std = global_std if global_std > 0 else 1.0
+    means = np.full(classes, global_mean)
+    stds = np.full(classes, global_std)
+    for c in range(classes):
+        chosen = scores[index == c]
+        if chosen.size >= 2 and float(chosen.std(ddof=1)) > 0:
+            means[c] = float(chosen.mean())
+            stds[c] = float(chosen.std(ddof=1))
+    return means, stds
+
+
+def binomial_upper_tail(successes: int, trials: int, p: float = 0.5) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, p), summed exactly in log space (no scipy)."""
+    if successes <= 0:
+        return 1.0
+    if successes > trials:
+        return 0.0
+    steps = np.arange(1, trials + 1, dtype=np.float64)
+    log_choose = np.concatenate(([0.0], np.cumsum(np.log(trials - steps + 1) - np.log(steps))))
+    k = np.arange(successes, trials + 1)
+    logs = log_choose[k] + k * math.log(p) + (trials - k) * math.log1p(-p)
+    top = float(logs.max())
+    return float(min(1.0, math.exp(top) * float(np.exp(logs - top).sum())))
+
+
+def mcnemar_better(model_correct: np.ndarray[Any, Any], baseline_correct: np.ndarray[Any, Any]) -> float:
+    """One-sided exact McNemar (sign) test: the p-value of "the model is right more often than the baseline".
+
+    Both are judged on the same rows, so only the rows where they disagree carry information
+    (McNemar 1947): under the null hypothesis each such row favours either with probability one half.
+    """
+    model = np.asarray(model_correct, dtype=bool)
+    baseline = np.asarray(baseline_correct, dtype=bool)
+    wins = int((model & ~baseline).sum())
+    losses = int((~model & baseline).sum())
+    return binomial_upper_tail(wins, wins + losses)
+
+
+def class_recalls(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], classes: int) -> FloatArray:
+    """Per class: the share of its rows predicted as it (NaN for a class with no row)."""
+    support = np.bincount(labels, minlength=classes).astype(np.float64)
+    hits = np.bincount(labels[predicted == labels], minlength=classes).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recalls: FloatArray = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+    return recalls
+
+
+def balanced_accuracy(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], classes: int) -> float:
+    """The mean recall over the classes present in `labels` (Brodersen et al. 2010): 1/K for a constant."""
+    return float(np.nanmean(class_recalls(predicted, labels, classes)))
+
+
+def macro_f1(predicted: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], classes: int) -> float:
+    """The unweighted mean F1 over the classes that occur as a label or a prediction (as scikit-learn's)."""
+    true_counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    predicted_counts = np.bincount(predicted, minlength=classes).astype(np.float64)
+    hits = np.bincount(labels[predicted == labels], minlength=classes).astype(np.float64)
+    present = (true_counts + predicted_counts) > 0
+    f1 = 2 * hits[present] / (true_counts[present] + predicted_counts[present])
+    return float(f1.mean()) if f1.size else 0.0
+
+
+def stratified_bootstrap(
+    statistic: Any,
+    predicted: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    resamples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float] | None:
+    """The 95% percentile interval of `statistic(predicted, labels)` over resamples drawn within each class.
+
+    Resampling within each true class keeps every class's size, so a rare class never vanishes from
+    a resample (its recall would be undefined). None when fewer than 2 resamples are asked for.
+    """
+    if resamples < 2:
+        return None
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    values = []
+    for _ in range(resamples):
+        index = np.concatenate([g[rng.integers(0, g.size, g.size)] for g in groups])
+        values.append(statistic(predicted[index], labels[index]))
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def null_auc_se(positives: int, negatives: int) -> float:
+    """The standard error of an AUC when the two groups do not differ (Mann-Whitney's null variance)."""
+    return math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
+
+
+MIA_EFFECT = 0.1
+"""The smallest leak a membership test must be able to see: an AUC 0.1 away from 0.5 (0.6)."""
+MIA_POWER_Z = 0.8416212335729143
+"""The standard normal quantile for 80% power."""
+
+
+def needed_positives(negatives: int, effect: float = MIA_EFFECT) -> int | None:
+    """Positives needed, against `negatives`, for 80% power to see an AUC `effect` from 0.5 at 5% (two-sided).
+
+    Solves null_auc_se(n, negatives) <= effect / (1.96 + 0.84); None when no number of positives is
+    enough because the negatives alone are too few.
+    """
+    target = (effect / (Z95 + MIA_POWER_Z)) ** 2
+    denominator = 12 * negatives * target - 1
+    if denominator <= 0:
+        return None
+    return max(1, math.ceil((negatives + 1) / denominator))
+
+
+class Conclusion(StrEnum):
+    INDISTINGUISHABLE = "indistinguishable"
+    """The test has power, and the AUC's interval holds 0.5: no leak as large as MIA_EFFECT."""
+    DISTINGUISHABLE = "distinguishable"
+    """The AUC is above 0.5 beyond its interval and the advantage above its chance level."""
+    INCONCLUSIVE = "inconclusive"
+    """Too few records for the test to have power, or the statistics disagree: nothing is claimed."""
+
+
+def conclude(
+    auc: float, auc_se: float, advantage: float, chance: float, positives: int, negatives: int
+) -> tuple[Conclusion, str, int | None]:
+    """(conclusion, reason, positives needed) for one attack and comparison; see docs/evaluation.md."""
+    needed = needed_positives(negatives)
+    powered = needed is not None and positives >= needed
+    low, high = auc - Z95 * auc_se, auc + Z95 * auc_se
+    if not powered:
+        if needed is None:
+            why = (
+                f"{negatives} held-out records are too few for the test to see an AUC of {0.5 + MIA_EFFECT:g}"
+                " with 80% power, however many positives: use a larger held-out file"
+            )
+        else:
+            why = (
+                f"{positives} records give the test under 80% power to see an AUC of {0.5 + MIA_EFFECT:g};"
+                f" it needs at least {needed} (against these {negatives} held-out records)"
+            )
+        return Conclusion.INCONCLUSIVE, why, needed
+    if low <= 0.5 <= high:
+        return (
+            Conclusion.INDISTINGUISHABLE,
+            f"AUC {auc:.3f} is within its 95% interval of 0.5, with 80% power to see {0.5 + MIA_EFFECT:g}",
+            needed,
+        )
+    if high < 0.5:
+        return (
+            Conclusion.INCONCLUSIVE,
+            f"AUC {auc:.3f} is below 0.5: these records look less like members than the held-out ones, which"
+            " points to a difference between the two files, not to membership",
+            needed,
+        )
+    if advantage <= chance:
+        return (
+            Conclusion.INCONCLUSIVE,
+            f"AUC {auc:.3f} is above 0.5 but the advantage {advantage:.3f} is within its chance level {chance:.3f}",
+            needed,
+        )
+    return (
+        Conclusion.DISTINGUISHABLE,
+        f"AUC {auc:.3f} is above 0.5 beyond its 95% interval and the advantage {advantage:.3f} exceeds its"
+        f" chance level {chance:.3f}",
+        needed,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Report values
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """A measured proportion (an accuracy) with its 95% Wilson score interval."""
+
+    successes: int
+    trials: int
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, successes: int, trials: int) -> Proportion:
+        low, high = wilson_interval(successes, trials)
+        return cls(successes, trials, low, high)
+
+    @property
+    def value(self) -> float:
+        return self.successes / self.trials
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "correct": self.successes, "rows": self.trials, "ci95": [self.low, self.high]}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with its 95% stratified-bootstrap percentile interval (None without resamples)."""
+
+    value: float
+    ci95: tuple[float, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ci95": None if self.ci95 is None else list(self.ci95)}
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """One class of the evaluation file: how many rows it has, and how many the ensemble gets right."""
+
+    label: str
+    support: int
+    predicted: int
+    """Rows the ensemble assigns to this class."""
+    recall: Proportion | None
+    """None for a class with no row in the file."""
+    f1: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "support": self.support,
+            "predicted": self.predicted,
+            "recall": None if self.recall is None else self.recall.to_dict(),
+            "f1": self.f1,
+        }
+
+
+@dataclass(frozen=True)
+class UtilityReport:
+    rows: int
+    aggregation: Aggregation
+    accuracy: Proportion
+    """The ensemble under the workspace's aggregation (the argument)."""
+    accuracy_mean: Proportion
+    """The ensemble under mean aggregation (argmax of the mean probability)."""
+    shard_accuracy: tuple[Proportion, ...]
+    majority_class: int = 0
+    """The most frequent class of the file: what a constant predictor would say."""
+    majority: Proportion | None = None
+    """The accuracy of always predicting `majority_class` (the baseline any model must beat)."""
+    p_vs_majority: float = 1.0
+    """One-sided exact McNemar p-value of "the ensemble is right more often than the baseline"."""
+    balanced_accuracy: Estimate | None = None
+    macro_f1: Estimate | None = None
+    classes: tuple[ClassReport, ...] = ()
+    single_class_shards: tuple[int, ...] = ()
+    """Shards whose model predicts the same class for every row of the file."""
+    ensemble_classes_predicted: int = 0
+
+    def better_than_majority(self, alpha: float = 0.05) -> bool:
+        return self.p_vs_majority < alpha
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "aggregation": self.aggregation.value,
+            "interval": "wilson-95",
+            "ensemble_accuracy": self.accuracy.to_dict(),
+            "ensemble_accuracy_mean": self.accuracy_mean.to_dict(),
+            "shard_accuracy": [p.to_dict() for p in self.shard_accuracy],
+            "majority_baseline": None
+            if self.majority is None
+            else {**self.majority.to_dict(), "class_index": self.majority_class},
+            "p_vs_majority": self.p_vs_majority,
+            "balanced_accuracy": None if self.balanced_accuracy is None else self.balanced_accuracy.to_dict(),
+            "macro_f1": None if self.macro_f1 is None else self.macro_f1.to_dict(),
+            "bootstrap_interval": "stratified-percentile-95",
+            "per_class": [c.to_dict() for c in self.classes],
+            "single_class_shards": list(self.single_class_shards),
+            "ensemble_classes_predicted": self.ensemble_classes_predicted,
+        }
+
+
+class Finding(StrEnum):
+    """What makes a model useless, or suspect; each is a warning in the report and on stderr."""
+
+    NOT_BETTER_THAN_BASELINE = "not_better_than_baseline"
+    ONE_CLASS_ENSEMBLE = "one_class_ensemble"
+    SINGLE_CLASS_SHARDS = "single_class_shards"
+    SMALL_SHARDS = "small_shards"
+
+
+MIN_STEPS_PER_SHARD = 100
+"""Fewer optimizer steps than this per shard and the models hardly leave their initialisation
+(measured in docs/benchmarks.md: shards trained in 30 to 60 steps predicted the majority class)."""
+MIN_RECORDS_PER_CLASS = 10
+"""Fewer training records per class per shard than this, on average, and a shard cannot learn the
+classes apart (the Purchase-like data at 20 shards, 12 per class, is at the edge and still works)."""
+
+
+@dataclass(frozen=True)
+class ModelFit:
+    """The facts about the shards and the model that say whether the shards can learn it."""
+
+    records_per_shard: tuple[int, ...]
+    parameters: int
+    classes: int
+    epochs: float
+    batch_size: int
+
+    @property
+    def median_records(self) -> float:
+        return float(np.median(self.records_per_shard)) if self.records_per_shard else 0.0
+
+    @property
+    def steps_per_shard(self) -> float:
+        """Optimizer steps a shard of median size takes over its whole schedule."""
+        return self.median_records * self.epochs / self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records_per_shard_median": self.median_records,
+            "records_per_shard_min": min(self.records_per_shard) if self.records_per_shard else 0,
+            "parameters": self.parameters,
+            "records_per_parameter": self.median_records / self.parameters if self.parameters else None,
+            "steps_per_shard": self.steps_per_shard,
+            "records_per_class_per_shard": self.median_records / self.classes if self.classes else None,
+        }
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The one-line verdict and its warnings: is the ensemble better than a constant, and can its shards learn?"""
+
+    useful: bool
+    verdict: str
+    warnings: tuple[tuple[Finding, str], ...]
+    fit: ModelFit | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "useful": self.useful,
+            "verdict": self.verdict,
+            "warnings": [{"code": code.value, "message": message} for code, message in self.warnings],
+            "fit": None if self.fit is None else self.fit.to_dict(),
+        }
+
+
+def diagnose(utility: UtilityReport, fit: ModelFit | None, what: str = "held-out rows") -> Diagnosis:
+    """The verdict on `utility` (rows of `what`), with the warnings of `Finding`.
+
+    Messages name classes by index, never by label: a label is a cell value.
+    """
+    warnings: list[tuple[Finding, str]] = []
+    accuracy = utility.accuracy
+    baseline = utility.majority
+    better = utility.better_than_majority()
+    if baseline is not None and not better:
+        warnings.append(
+            (
+                Finding.NOT_BETTER_THAN_BASELINE,
+                f"the ensemble ({accuracy.value:.1%}) is not significantly better than always predicting the most"
+                f" frequent class ({baseline.value:.1%}) on these {utility.rows} {what}"
+                f" (p = {utility.p_vs_majority:.2g})",
+            )
+        )
+    if utility.ensemble_classes_predicted == 1 and len(utility.classes) > 1:
+        warnings.append(
+            (Finding.ONE_CLASS_ENSEMBLE, f"the ensemble predicts one class (#{utility.majority_class}) for every row")
+        )
+    if utility.single_class_shards:
+        count = len(utility.single_class_shards)
+        shown = ", ".join(str(s) for s in utility.single_class_shards[:10])
+        more = ", ..." if count > 10 else ""
+        warnings.append(
+            (
+                Finding.SINGLE_CLASS_SHARDS,
+                f"{count} of {len(utility.shard_accuracy)} shards predict a single class for every row"
+                f" (shards {shown}{more})",
+            )
+        )
+    if fit is not None:
+        reasons = []
+        if fit.steps_per_shard < MIN_STEPS_PER_SHARD:
+            reasons.append(
+                f"{fit.steps_per_shard:.0f} optimizer steps per shard (under {MIN_STEPS_PER_SHARD}: more epochs or a"
+                " smaller batch)"
+            )
+        if fit.classes and fit.median_records / fit.classes < MIN_RECORDS_PER_CLASS:
+            reasons.append(
+                f"{fit.median_records / fit.classes:.1f} records per class per shard (under {MIN_RECORDS_PER_CLASS})"
+            )
+        if reasons:
+            warnings.append(
+                (
+                    Finding.SMALL_SHARDS,
+                    f"shards are too small for the model: a median of {fit.median_records:.0f} records for"
+                    f" {fit.parameters:,} parameters, " + " and ".join(reasons) + "; use fewer shards (`forget plan`)",
+                )
+            )
+    ba = utility.balanced_accuracy
+    balanced = f"; balanced accuracy {ba.value:.1%}" if ba is not None else ""
+    base = f"{baseline.value:.1%}" if baseline is not None else "?"
+    useful = better and utility.ensemble_classes_predicted > 1
+    if useful:
+        verdict = (
+            f"useful: {accuracy.value:.1%} accurate (95% CI {accuracy.low:.1%}-{accuracy.high:.1%}) on {utility.rows}"
+            f" {what}, against {base} for always predicting the most frequent class (p = {utility.p_vs_majority:.2g})"
+            f"{balanced}"
+        )
+    else:
+        verdict = (
+            f"NOT USEFUL: {accuracy.value:.1%} accurate on {utility.rows} {what}, not significantly better than"
+            f" always predicting the most frequent class ({base}){balanced}"
+        )
+    if useful and warnings:
+        verdict += f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})"
+    return Diagnosis(useful=useful, verdict=verdict, warnings=tuple(warnings), fit=fit)
+
+
+class Attack(StrEnum):
+    LOSS = "loss"
+    """Yeom et al. 2018: score = log p_y, minus the loss of the mean probability on the true label."""
+    LIRA_OFFLINE = "lira_offline"
+    """Carlini et al. 2022, offline and class-conditional: z-value of the logit-scaled confidence."""
+
+
+class Comparison(StrEnum):
+    MEMBERS = "members_vs_held_out"
+    """Retained training records (positives) against the held-out file (negatives)."""
+    ERASED = "erased_vs_held_out"
+    """Erased records (positives) against the held-out file: 0.5 AUC is perfect unlearning."""
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    attack: Attack
+    comparison: Comparison
+    positives: int
+    negatives: int
+    auc: float
+    auc_se: float
+    """Hanley-McNeil (1982)."""
+    advantage: float
+    advantage_se: float | None
+    """Stratified bootstrap; None when no resamples were asked for."""
+    advantage_null95: float
+    tpr_at_low_fpr: float
+    """TPR at FPR <= 1%; needs 100+ negatives to mean anything."""
+    conclusion: Conclusion = Conclusion.INCONCLUSIVE
+    reason: str = ""
+    needed_positives: int | None = None
+    """Positives for 80% power to see an AUC of 0.6 against these negatives (None: no number suffices)."""
+
+    @property
+    def auc_ci95(self) -> tuple[float, float]:
+        return max(0.0, self.auc - Z95 * self.auc_se), min(1.0, self.auc + Z95 * self.auc_se)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attack": self.attack.value,
+            "comparison": self.comparison.value,
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "auc": self.auc,
+            "auc_se": self.auc_se,
+            "auc_ci95": list(self.auc_ci95),
+            "advantage": self.advantage,
+            "advantage_se": self.advantage_se,
+            "advantage_null95": self.advantage_null95,
+            "tpr_at_1pct_fpr": self.tpr_at_low_fpr,
+            "null_auc_se": null_auc_se(self.positives, self.negatives),
+            "conclusion": self.conclusion.value,
+            "reason": self.reason,
+            "needed_positives": self.needed_positives,
+        }
+
+
+def attack_result(
+    attack: Attack,
+    comparison: Comparison,
+    positives: FloatArray,
+    negatives: FloatArray,
+    bootstrap: int,
+    rng: np.random.Generator,
+) -> AttackResult:
+    auc = roc_auc(positives, negatives)
+    se = hanley_mcneil_se(auc, positives.size, negatives.size)
+    advantage = membership_advantage(positives, negatives)
+    chance = advantage_null95(positives.size, negatives.size)
+    conclusion, reason, needed = conclude(auc, se, advantage, chance, int(positives.size), int(negatives.size))
+    return AttackResult(
+        attack=attack,
+        comparison=comparison,
+        positives=int(positives.size),
+        negatives=int(negatives.size),
+        auc=auc,
+        auc_se=se,
+        advantage=advantage,
+        advantage_se=bootstrap_advantage_se(positives, negatives, bootstrap, rng),
+        advantage_null95=chance,
+        tpr_at_low_fpr=tpr_at_fpr(positives, negatives),
+        conclusion=conclusion,
+        reason=reason,
+        needed_positives=needed,
+    )
+
+
+@dataclass(frozen=True)
+class MembershipReport:
+    members: int
+    held_out: int
+    erased: int | None
+    seed: int
+    bootstrap: int
+    results: tuple[AttackResult, ...]
+
+    def result(self, attack: Attack, comparison: Comparison) -> AttackResult | None:
+        return next((r for r in self.results if r.attack is attack and r.comparison is comparison), None)
+
+    def mia_gap(self, attack: Attack = Attack.LOSS) -> float | None:
+        """Erased-against-held-out AUC minus 0.5 (None without erased records)."""
+        erased = self.result(attack, Comparison.ERASED)
+        return None if erased is None else erased.auc - 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threat_model": "the mean of the shards' class probabilities (black box)",
+            "members": self.members,
+            "held_out": self.held_out,
+            "erased": self.erased,
+            "seed": self.seed,
+            "bootstrap": self.bootstrap,
+            "attacks": [r.to_dict() for r in self.results],
+            "mia_gap": None if self.erased is None else {a.value: self.mia_gap(a) for a in Attack},
+        }
+
+
+@dataclass(frozen=True)
+class ReferenceComparison:
+    """The evaluated workspace against a reference retrained from scratch on the retained data."""
+
+    accuracy: Proportion
+    """The reference ensemble's accuracy on the same file, same aggregation."""
+    accuracy_gap: float
+    """Evaluated minus reference accuracy: 0 for exact unlearning."""
+    prediction_agreement: float
+    """Share of rows where the two ensembles predict the same class."""
+    max_probability_difference: float
+    """The largest absolute difference between the two ensembles' mean probabilities."""
+    identical_checkpoints: bool
+    """Every shard's latest checkpoint has the same sha256 in both workspaces."""
+    erased_auc: dict[Attack, float] | None
+    """The reference's erased-against-held-out AUC per attack (None without erased records)."""
+    tug_of_war: float = 1.0
+    """Zhao et al. 2024's Tug-of-War: the product of one minus the accuracy gaps on the forget, retain
+    and test sets; 1.0 exactly for exact unlearning (the models are the retrained ones)."""
+    tug_of_war_sets: tuple[str, ...] = ("test",)
+    forget_accuracy_gap: float | None = None
+    retain_accuracy_gap: float | None = None
+
+    def to_dict(self, evaluated: MembershipReport | None) -> dict[str, Any]:
+        gap_difference = None
+        if self.erased_auc is not None and evaluated is not None:
+            gap_difference = {}
+            for attack, auc in self.erased_auc.items():
+                own = evaluated.result(attack, Comparison.ERASED)
+                gap_difference[attack.value] = None if own is None else own.auc - auc
+        return {
+            "accuracy": self.accuracy.to_dict(),
+            "accuracy_gap": self.accuracy_gap,
+            "prediction_agreement": self.prediction_agreement,
+            "max_probability_difference": self.max_probability_difference,
+            "identical_checkpoints": self.identical_checkpoints,
+            "erased_auc": None if self.erased_auc is None else {a.value: v for a, v in self.erased_auc.items()},
+            "erased_auc_difference": gap_difference,
+            "tug_of_war": {
+                "score": self.tug_of_war,
+                "sets": list(self.tug_of_war_sets),
+                "forget_accuracy_gap": self.forget_accuracy_gap,
+                "retain_accuracy_gap": self.retain_accuracy_gap,
+                "test_accuracy_gap": self.accuracy_gap,
+                "exact": self.identical_checkpoints,
+                "note": TOW_EXACT_NOTE if self.identical_checkpoints else TOW_APPROXIMATE_NOTE,
+            },
+        }
+
+
+TOW_EXACT_NOTE = (
+    "1.0 by construction: the checkpoints are identical to the reference's, so every accuracy gap is zero"
+    " (exact unlearning); a value below 1.0 here would mean the reference was not built like this workspace"
+)
+TOW_APPROXIMATE_NOTE = (
+    "the checkpoints differ from the reference's: for exact unlearning with the same configuration, keys and"
+    " kind of device they would be identical and the score exactly 1.0"
+)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    file: str
+    evaluated_at: str
+    shards: int
+    slices: int
+    model: str
+    epochs: float
+    checkpoints: tuple[str, ...]
+    """Each shard's latest checkpoint (sha256): which models were evaluated."""
+    utility: UtilityReport
+    membership: MembershipReport | None = None
+    reference: ReferenceComparison | None = None
+    diagnosis: Diagnosis | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "file": self.file,
+            "evaluated_at": self.evaluated_at,
+            "model": {
+                "shards": self.shards,
+                "slices": self.slices,
+                "model": self.model,
+                "epochs": self.epochs,
+                "checkpoints": list(self.checkpoints),
+                "checkpoints_sha256": _fingerprint(self.checkpoints),
+            },
+            "utility": self.utility.to_dict(),
+            "membership": None if self.membership is None else self.membership.to_dict(),
+            "reference": None if self.reference is None else self.reference.to_dict(self.membership),
+            "diagnosis": None if self.diagnosis is None else self.diagnosis.to_dict(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating a workspace
+# ---------------------------------------------------------------------------------------------
+
+
+def utility_of(
+    probabilities: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    aggregation: Aggregation,
+    class_names: Sequence[str] = (),
+    seed: int = 0,
+    bootstrap: int = 200,
+) -> UtilityReport:
+    """Accuracy with Wilson intervals from per-shard probabilities of shape (shards, rows, classes), and the
+    measures that tell a useful model from a constant one: the majority-class baseline with a paired
+    test against it, balanced accuracy and macro-F1 (stratified bootstrap intervals, seeded), per-class
+    recall (Wilson) and F1, and the shards that predict one class for every row."""
+    from sisa.aggregation import Aggregation, aggregate
+
+    rows = int(labels.shape[0])
+    if rows == 0:
+        raise InputError("the evaluation file has no rows")
+    labels = np.asarray(labels, dtype=np.int64)
+    classes = int(probabilities.shape[2]) if probabilities.ndim == 3 else int(labels.max()) + 1
+    names = tuple(class_names) or tuple(str(c) for c in range(classes))
+
+    def correct(predicted: np.ndarray[Any, Any]) -> int:
+        return int((predicted == labels).sum())
+
+    predicted = aggregate(probabilities, aggregation)
+    support = np.bincount(labels, minlength=classes)
+    majority_class = int(support.argmax())
+    rng = np.random.default_rng([seed, 2])
+    assigned = np.bincount(predicted, minlength=classes)
+    per_class = []
+    for c in range(classes):
+        hits = int(((predicted == c) & (labels == c)).sum())
+        denominator = int(support[c] + assigned[c])
+        per_class.append(
+            ClassReport(
+                label=names[c],
+                support=int(support[c]),
+                predicted=int(assigned[c]),
+                recall=None if support[c] == 0 else Proportion.of(hits, int(support[c])),
+                f1=2 * hits / denominator if denominator else 0.0,
+            )
+        )
+
+    def balanced(p: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+        return balanced_accuracy(p, y, classes)
+
+    def macro(p: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
+        return macro_f1(p, y, classes)
+
+    return UtilityReport(
+        rows=rows,
+        aggregation=aggregation,
+        accuracy=Proportion.of(correct(predicted), rows),
+        accuracy_mean=Proportion.of(correct(aggregate(probabilities, Aggregation.MEAN)), rows),
+        shard_accuracy=tuple(Proportion.of(correct(p.argmax(axis=1)), rows) for p in probabilities),
+        majority_class=majority_class,
+        majority=Proportion.of(int(support[majority_class]), rows),
+        p_vs_majority=mcnemar_better(predicted == labels, labels == majority_class),
+        balanced_accuracy=Estimate(balanced(predicted, labels), stratified_bootstrap(balanced, predicted, labels,
+                                                                                      bootstrap, rng)),
+        macro_f1=Estimate(macro(predicted, labels), stratified_bootstrap(macro, predicted, labels, bootstrap, rng)),
+        classes=tuple(per_class),
+        single_class_shards=tuple(
+            shard for shard, p in enumerate(probabilities) if np.unique(p.argmax(axis=1)).size == 1
+        ),
+        ensemble_classes_predicted=int(np.unique(predicted).size),
+    )  # fmt: skip
+
+
+def model_fit(workspace: Workspace) -> ModelFit:
+    """Records per shard (from the data store) against the model's size and the training budget."""
+    from sisa.models import parameter_count
+
+    schema = workspace.config.schema
+    if schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    counts = workspace.datastore.shard_counts()
+    settings = workspace.config.training
+    return ModelFit(
+        records_per_shard=tuple(counts.get(s, 0) for s in range(workspace.config.shards)),
+        parameters=parameter_count(settings.model, schema.shape, len(schema.labels)),
+        classes=len(schema.labels),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+    )
+
+
+def evaluate_utility(
+    workspace: Workspace,
+    path: Path,
+    aggregation: Aggregation,
+    device: str = "auto",
+    *,
+    seed: int = 0,
+    bootstrap: int = 200,
+) -> UtilityReport:
+    """Ensemble and per-shard accuracy on a labelled file, each with a 95% Wilson interval, and the
+    usefulness measures of `utility_of` (seeded bootstrap intervals)."""
+    from forget.training.predict import encode_file, shard_probabilities
+
+    features, labels = encode_file(workspace, path, need_labels=True)
+    assert labels is not None
+    schema = workspace.config.schema
+    names = schema.labels if schema is not None else ()
+    probabilities = shard_probabilities(workspace, features, device)
+    return utility_of(probabilities, np.asarray(labels), aggregation, names, seed, bootstrap)
+
+
+def training_verdict(workspace: Workspace, device: str = "auto", rows: int = 2000, seed: int = 0) -> Diagnosis:
+    """The verdict of `forget train`: the ensemble on a seeded sample of its own training records.
+
+    Training records flatter a model (it has seen them), so a model that does not beat the
+    majority class even there is certainly useless; one that does is only "not obviously useless",
+    and `forget evaluate HELD_OUT` gives the real figure.
+    """
+    from forget.training.predict import shard_probabilities
+
+    schema = workspace.config.schema
+    if schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    features, labels = sample_members(workspace, rows, seed)
+    probabilities = shard_probabilities(workspace, features, device)
+    aggregation = _workspace_aggregation(workspace)
+    utility = utility_of(probabilities, labels, aggregation, schema.labels, seed, bootstrap=0)
+    return diagnose(utility, model_fit(workspace), what="training records (not held out: optimistic)")
+
+
+def _workspace_aggregation(workspace: Workspace) -> Aggregation:
+    from sisa.aggregation import Aggregation
+
+    return Aggregation(workspace.config.training.aggregation)
+
+
+def sample_members(
+    workspace: Workspace, count: int, seed: int
+) -> tuple[np.ndarray[Any, np.dtype[np.float32]], np.ndarray[Any, np.dtype[np.int64]]]:
+    """`count` retained training records drawn without replacement (seeded), with their labels.
+
+    Records are numbered shard by shard in the data store's order (slice, then record key), so the
+    same seed draws the same records from the same data; one shard is in memory at a time.
+    """
+    schema = workspace.config.schema
+    if schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    counts = workspace.datastore.shard_counts()
+    shards = workspace.config.shards
+    sizes = np.array([counts.get(s, 0) for s in range(shards)], dtype=np.int64)
+    total = int(sizes.sum())
+    if total == 0:
+        raise NotTrainedError("the workspace holds no training records to sample members from")
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(count, total), replace=False))
+    offsets = np.concatenate(([0], np.cumsum(sizes)))
+    features: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+    labels: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+    for shard in range(shards):
+        local = chosen[(chosen >= offsets[shard]) & (chosen < offsets[shard + 1])] - offsets[shard]
+        if local.size == 0:
+            continue
+        rows = workspace.datastore.shard_rows(shard, workspace.config.slices)
+        shard_features = np.frombuffer(b"".join(rows.slice_features), dtype=np.float32)
+        shard_labels = np.asarray([label for part in rows.slice_labels for label in part], dtype=np.int64)
+        shard_features = shard_features.reshape(shard_labels.size, *schema.shape)
+        features.append(shard_features[local])
+        labels.append(shard_labels[local])
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _subjects_still_held(workspace: Workspace, path: Path) -> int:
+    """How many subjects of `path` the workspace still holds records of (0 if it has no subject column)."""
+    from forget.data.ingest import hash_ids, read_table
+
+    schema = workspace.config.schema
+    assert schema is not None
+    table = read_table(path, [schema.subject_column, schema.label_column])
+    if schema.subject_column not in table.column_names:
+        return 0
+    # Through the same canonical form and hash as ingest (forget.subjects.identity), so the keys match.
+    keys = hash_ids(table, schema.subject_column, path, "subject id", workspace.pseudonymiser.subject)
+    return len(workspace.datastore.records_of_subjects(sorted(set(keys))))
+
+
+def _fingerprint(digests: Sequence[str]) -> str:
+    """sha256 of the digests in shard order, one hex digest and a newline each."""
+    return hashlib.sha256("".join(f"{d}\n" for d in digests).encode()).hexdigest()
+
+
+def _scores(
+    attack: Attack,
+    probabilities: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    held_out: slice,
+    classes: int,
+) -> FloatArray:
+    """The attack's score of every row; `held_out` marks the non-members that calibrate LiRA."""
+    if attack is Attack.LOSS:
+        return loss_scores(probabilities, labels)
+    phi = logit_confidence(probabilities, labels)
+    means, stds = class_gaussians(phi[held_out], labels[held_out], classes)
+    index = np.asarray(labels, dtype=np.int64)
+    scores: FloatArray = (phi - means[index]) / stds[index]
+    return scores
+
+
+def _erased_aucs(
+    probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], held: int, classes: int
+) -> dict[Attack, float]:
+    """Erased-against-held-out AUC per attack; the first `held` rows are held out, the rest erased."""
+    out = {}
+    for attack in Attack:
+        scores = _scores(attack, probabilities, labels, slice(0, held), classes)
+        out[attack] = roc_auc(scores[held:], scores[:held])
+    return out
+
+
+def evaluate(
+    workspace: Workspace,
+    path: Path,
+    aggregation: Aggregation | None = None,
+    device: str = "auto",
+    *,
+    mia: bool = False,
+    erased: Path | None = None,
+    reference: Workspace | None = None,
+    members: int | None = None,
+    seed: int = 0,
+    bootstrap: int = 200,
+    now: datetime | None = None,
+) -> EvaluationReport:
+    """Utility on `path`; with `mia`, membership inference; with `reference`, the gap to a retrained model.
+
+    `aggregation` defaults to the workspace's (`[training] aggregation`). `erased` (a labelled file
+    of records the workspace has erased) implies `mia`. `members` is how many retained training
+    records to sample (default: as many as `path` has rows) for the attacks and for the Tug-of-War
+    score's retain set; `seed` draws them and drives the bootstraps (`bootstrap` resamples for the
+    advantage's standard error and the balanced accuracy's and macro-F1's intervals).
+    Raises InputError when `erased` names a subject whose records the workspace still holds.
+    """
+    from forget.training.predict import encode_file, latest_digests, shard_probabilities
+
+    schema = workspace.config.schema
+    if schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    if bootstrap < 0 or (members is not None and members < 1):
+        raise InputError("--members must be at least 1 and --bootstrap at least 0")
+    aggregation = aggregation or _workspace_aggregation(workspace)
+    mia = mia or erased is not None
+    digests = latest_digests(workspace)
+    features, label_list = encode_file(workspace, path, need_labels=True)
+    assert label_list is not None
+    labels = np.asarray(label_list, dtype=np.int64)
+    if labels.size == 0:
+        raise InputError(f"{path} has no rows to evaluate")
+
+    # One pass of every shard's model over all the groups: held-out, then members, then erased.
+    groups_x = [features]
+    groups_y = [labels]
+    member_count = erased_count = 0
+    if mia or reference is not None:
+        member_x, member_y = sample_members(workspace, members or labels.size, seed)
+        member_count = int(member_y.size)
+        groups_x.append(member_x)
+        groups_y.append(member_y)
+    if erased is not None:
+        still = _subjects_still_held(workspace, erased)
+        if still:
+            raise InputError(
+                f"{erased}: the workspace still holds records of {still} of its subjects;"
+                " erase them (`forget run`) before evaluating them as erased"
+            )
+        erased_x, erased_y = encode_file(workspace, erased, need_labels=True)
+        assert erased_y is not None
+        erased_count = len(erased_y)
+        if erased_count == 0:
+            raise InputError(f"{erased} has no rows to evaluate")
+        groups_x.append(erased_x)
+        groups_y.append(np.asarray(erased_y, dtype=np.int64))
+    all_x = np.concatenate(groups_x)
+    all_y = np.concatenate(groups_y)
+    probabilities = shard_probabilities(workspace, all_x, device)
+    held = labels.size
+    groups = Groups(held, member_count, erased_count)
+    utility = utility_of(probabilities[:, :held], labels, aggregation, schema.labels, seed, bootstrap)
+
+    membership = None
+    mean = probabilities.mean(axis=0)
+    classes = len(schema.labels)
+    if mia:
+        rng = np.random.default_rng([seed, 1])
+        results = []
+        for attack in Attack:
+            scores = _scores(attack, mean, all_y, slice(0, held), classes)
+            negatives = scores[:held]
+            results.append(attack_result(attack, Comparison.MEMBERS, scores[groups.members], negatives, bootstrap, rng))
+            if erased_count:
+                results.append(
+                    attack_result(attack, Comparison.ERASED, scores[groups.erased], negatives, bootstrap, rng)
+                )
+        membership = MembershipReport(
+            members=member_count,
+            held_out=held,
+            erased=erased_count if erased is not None else None,
+            seed=seed,
+            bootstrap=bootstrap,
+            results=tuple(results),
+        )
+
+    comparison = None
+    if reference is not None:
+        comparison = _compare(
+            workspace, reference, path, erased, aggregation, device, utility, probabilities, all_x, all_y, groups,
+            digests,
+        )  # fmt: skip
+    return EvaluationReport(
+        file=path.name,
+        evaluated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        shards=workspace.config.shards,
+        slices=workspace.config.slices,
+        model=workspace.config.training.model,
+        epochs=workspace.config.training.epochs,
+        checkpoints=tuple(digests),
+        utility=utility,
+        membership=membership,
+        reference=comparison,
+        diagnosis=diagnose(utility, model_fit(workspace)),
+    )
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Row ranges of the concatenated evaluation arrays: held-out, then members, then erased."""
+
+    held: int
+    member_count: int
+    erased_count: int
+
+    @property
+    def members(self) -> slice:
+        return slice(self.held, self.held + self.member_count)
+
+    @property
+    def erased(self) -> slice:
+        return slice(self.held + self.member_count, self.held + self.member_count + self.erased_count)
+
+
+def tug_of_war(forget_gap: float | None, retain_gap: float | None, test_gap: float) -> tuple[float, tuple[str, ...]]:
+    """Zhao et al. 2024: the product of (1 - |accuracy gap|) over the forget, retain and test sets.
+
+    Returns the score and the sets it was computed over (a set without data is left out, and said so).
+    """
+    score = 1.0 - abs(test_gap)
+    sets = ["test"]
+    for name, gap in (("forget", forget_gap), ("retain", retain_gap)):
+        if gap is not None:
+            score *= 1.0 - abs(gap)
+            sets.append(name)
+    return score, tuple(sets)
+
+
+def _accuracy(probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any], aggregation: Aggregation) -> float:
+    from sisa.aggregation import aggregate
+
+    return float((aggregate(probabilities, aggregation) == labels).mean()) if labels.size else 0.0
+
+
+def _compare(
+    workspace: Workspace,
+    reference: Workspace,
+    path: Path,
+    erased: Path | None,
+    aggregation: Aggregation,
+    device: str,
+    utility: UtilityReport,
+    probabilities: np.ndarray[Any, Any],
+    all_x: np.ndarray[Any, Any],
+    all_y: np.ndarray[Any, Any],
+    groups: Groups,
+    digests: list[str],
+) -> ReferenceComparison:
+    """`probabilities`: the evaluated workspace's per-shard probabilities on every group of `all_x`."""
+    from forget.training.predict import encode_file, latest_digests, shard_probabilities
+    from sisa.aggregation import aggregate
+
+    schema = reference.config.schema
+    own_schema = workspace.config.schema
+    assert own_schema is not None
+    if schema is None:
+        raise NotTrainedError(f"the reference workspace {reference.root} has no data yet")
+    if schema.labels != own_schema.labels:
+        raise InputError(
+            f"the reference's {len(schema.labels)} label classes differ from this workspace's {len(own_schema.labels)}:"
+            " build it with `ingest --schema WS/forget.toml`"
+        )
+    held = groups.held
+    features, label_list = encode_file(reference, path, need_labels=True)
+    assert label_list is not None
+    labels = np.asarray(label_list, dtype=np.int64)
+    groups_x, groups_y = [features], [labels]
+    # The retain set is this workspace's own records, encoded by its schema: the reference sees the
+    # same arrays when both use one schema (`ingest --schema WS/forget.toml`), and is scored on them.
+    same_schema = schema == own_schema
+    if same_schema and groups.member_count:
+        groups_x.append(all_x[groups.members])
+        groups_y.append(all_y[groups.members])
+    if erased is not None:
+        erased_x, erased_y = encode_file(reference, erased, need_labels=True)
+        assert erased_y is not None
+        groups_x.append(erased_x)
+        groups_y.append(np.asarray(erased_y, dtype=np.int64))
+    theirs = shard_probabilities(reference, np.concatenate(groups_x), device)
+    their_labels = np.concatenate(groups_y)
+    retained = groups.member_count if same_schema else 0
+    their_groups = Groups(held, retained, theirs.shape[1] - held - retained)
+    reference_utility = utility_of(theirs[:, :held], labels, aggregation, bootstrap=0)
+    their_mean = theirs.mean(axis=0)
+    erased_auc = None
+    if erased is not None:
+        keep = np.r_[0:held, their_groups.erased]
+        erased_auc = _erased_aucs(their_mean[keep], their_labels[keep], held, len(schema.labels))
+    agreement = aggregate(probabilities[:, :held], aggregation) == aggregate(theirs[:, :held], aggregation)
+    test_gap = utility.accuracy.value - reference_utility.accuracy.value
+    retain_gap = None
+    if retained:
+        retain_gap = _accuracy(probabilities[:, groups.members], all_y[groups.members], aggregation) - _accuracy(
+            theirs[:, their_groups.members], their_labels[their_groups.members], aggregation
+        )
+    forget_gap = None
+    if erased is not None and groups.erased_count:
+        forget_gap = _accuracy(probabilities[:, groups.erased], all_y[groups.erased], aggregation) - _accuracy(
+            theirs[:, their_groups.erased], their_labels[their_groups.erased], aggregation
+        )
+    tow, tow_sets = tug_of_war(forget_gap, retain_gap, test_gap)
+    return ReferenceComparison(
+        accuracy=reference_utility.accuracy,
+        accuracy_gap=test_gap,
+        prediction_agreement=float(agreement.mean()),
+        max_probability_difference=float(np.abs(probabilities[:, :held].mean(axis=0) - their_mean[:held]).max()),
+        identical_checkpoints=latest_digests(reference) == digests,
+        erased_auc=erased_auc,
+        tug_of_war=tow,
+        tug_of_war_sets=tow_sets,
+        forget_accuracy_gap=forget_gap,
+        retain_accuracy_gap=retain_gap,
+    )

@@ -1,0 +1,1 @@
+"""Where state lives: the relational store (records, placements, requests, checkpoints) and checkpoint files."""

@@ -1,0 +1,440 @@
+"""The record store: keyed identifiers, placement, encoded features; the only SQLAlchemy user here.
+
+Rows hold no raw identifier: the subject and record columns are HMAC values. The subject index
+is the `subject_key` column itself, so erasing a subject's rows erases its index too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from forget.errors import WorkspaceError
+
+metadata = sa.MetaData()
+
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("record_key", sa.String(64), primary_key=True),
+    sa.Column("subject_key", sa.String(64), nullable=False, index=True),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("slice", sa.Integer, nullable=False),
+    sa.Column("label", sa.Integer, nullable=False),
+    sa.Column("features", sa.LargeBinary, nullable=False),
+    sa.Index("ix_records_shard_slice", "shard", "slice"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("slice", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+)
+
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("request_id", sa.String(40), primary_key=True),
+    sa.Column("subject_key", sa.String(64), nullable=False, index=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("received_at", sa.String(40), nullable=False),
+    sa.Column("deadline", sa.String(40), nullable=False),
+    sa.Column("extended_months", sa.Integer, nullable=False, default=0),
+    sa.Column("run_id", sa.String(40), nullable=True),
+    sa.Column("records_erased", sa.Integer, nullable=True),
+    sa.Column("shards", sa.Text, nullable=True),
+    sa.Column("completed_at", sa.String(40), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("certificate_sha256", sa.String(64), nullable=True),
+    sa.Column("extension_reason", sa.Text, nullable=True),
+)
+
+workspace_pins = sa.Table(
+    "workspace_pins",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    request_id: str
+    subject_key: str
+    state: str
+    received_at: str
+    deadline: str
+    extended_months: int
+    run_id: str | None
+    records_erased: int | None
+    shards: str | None
+    completed_at: str | None
+    outcome: str | None
+    note: str | None
+    certificate_sha256: str | None = None
+    extension_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    record_key: str
+    subject_key: str
+    shard: int
+    slice: int
+    label: int
+    features: bytes
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """One shard's records, grouped by slice and ordered by record key within each."""
+
+    slice_keys: tuple[tuple[str, ...], ...]
+    slice_labels: tuple[tuple[int, ...], ...]
+    slice_features: tuple[bytes, ...]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # the "begin" listener issues BEGIN itself
+    cursor = dbapi_connection.cursor()
+    # secure_delete overwrites freed pages with zeros, so erased rows leave no bytes in the file.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA recursive_triggers=ON")
+    cursor.close()
+
+
+def resolve_url(url: str, workspace: Path) -> str:
+    """A relative SQLite path is relative to the workspace, not to the current directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        return prefix + str((workspace / url[len(prefix) :]).resolve())
+    return url
+
+
+def create_engine(url: str, *, must_exist: bool) -> Engine:
+    if url.startswith("sqlite:///") and must_exist:
+        path = Path(url[len("sqlite:///") :])
+        if not path.exists():
+            raise WorkspaceError(f"the workspace database {path} is missing; restore it or run `forget init` again")
+    try:
+        engine = sa.create_engine(url, connect_args={"timeout": 60} if url.startswith("sqlite") else {})
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise WorkspaceError(f"cannot use database URL {url!r}: {error}") from error
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # Writers (a `forget request` filed while `forget run` works) must queue, not collide on the
+        # ledger's next sequence number: every transaction takes SQLite's write lock when it begins.
+        sa.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
+class DataStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        from forget.store.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def check_schema(self) -> None:
+        from forget.store.migrate import check_revision
+
+        check_revision(self.engine)
+
+    # -- records --------------------------------------------------------------------------
+
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(keys, 500):
+                rows = connection.execute(sa.select(records.c.record_key).where(records.c.record_key.in_(chunk)))
+                found.update(row[0] for row in rows)
+        return found
+
+    def insert_records(self, connection: Connection, rows: Iterable[StoredRecord]) -> None:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row.__dict__)
+            if len(batch) == 5000:
+                connection.execute(records.insert(), batch)
+                batch = []
+        if batch:
+            connection.execute(records.insert(), batch)
+
+    def shard_rows(self, shard: int, slices: int) -> ShardRows:
+        keys: list[list[str]] = [[] for _ in range(slices)]
+        labels: list[list[int]] = [[] for _ in range(slices)]
+        blobs: list[list[bytes]] = [[] for _ in range(slices)]
+        query = (
+            sa.select(records.c.slice, records.c.record_key, records.c.label, records.c.features)
+            .where(records.c.shard == shard)
+            .order_by(records.c.slice, records.c.record_key)
+        )
+        with self.engine.connect() as connection:
+            for slice_, key, label, features in connection.execute(query):
+                keys[slice_].append(key)
+                labels[slice_].append(label)
+                blobs[slice_].append(features)
+        return ShardRows(
+            slice_keys=tuple(tuple(k) for k in keys),
+            slice_labels=tuple(tuple(lab) for lab in labels),
+            slice_features=tuple(b"".join(b) for b in blobs),
+        )
+
+    def placements_of(self, record_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(record_keys, 500):
+                query = sa.select(records.c.record_key, records.c.shard, records.c.slice).where(
+                    records.c.record_key.in_(chunk)
+                )
+                found.update({key: (shard, slice_) for key, shard, slice_ in connection.execute(query)})
+        return found
+
+    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(subject_keys, 500):
+                query = (
+                    sa.select(records.c.subject_key, records.c.record_key)
+                    .where(records.c.subject_key.in_(chunk))
+                    .order_by(records.c.record_key)
+                )
+                for subject, record in connection.execute(query):
+                    found.setdefault(subject, []).append(record)
+        return found
+
+    def delete_records(self, connection: Connection, record_keys: Sequence[str]) -> int:
+        deleted = 0
+        for chunk in _chunks(record_keys, 500):
+            deleted += connection.execute(records.delete().where(records.c.record_key.in_(chunk))).rowcount
+        return deleted
+
+    def shard_counts(self) -> dict[int, int]:
+        query = sa.select(records.c.shard, sa.func.count()).group_by(records.c.shard)
+        with self.engine.connect() as connection:
+            return {int(shard): int(count) for shard, count in connection.execute(query)}
+
+    # -- checkpoints of the current lineage ------------------------------------------------
+
+    def checkpoint_map(self, connection: Connection | None = None) -> dict[tuple[int, int], str]:
+        query = sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest)
+        if connection is not None:
+            return {(int(shard), int(slice_)): digest for shard, slice_, digest in connection.execute(query)}
+        with self.engine.connect() as own:
+            return {(int(shard), int(slice_)): digest for shard, slice_, digest in own.execute(query)}
+
+    def set_checkpoint(self, connection: Connection, shard: int, slice_: int, digest: str) -> None:
+        connection.execute(checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_)))
+        connection.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
+
+    def slice_record_keys(self, connection: Connection, shard: int, slice_: int) -> list[str]:
+        query = (
+            sa.select(records.c.record_key)
+            .where((records.c.shard == shard) & (records.c.slice == slice_))
+            .order_by(records.c.record_key)
+        )
+        return [row[0] for row in connection.execute(query)]
+
+    def drop_checkpoints(self, connection: Connection, shard: int, from_slice: int) -> list[str]:
+        """Forget the shard's checkpoints from `from_slice` on; returns their digests for purging."""
+        condition = (checkpoints.c.shard == shard) & (checkpoints.c.slice >= from_slice)
+        digests = [row[0] for row in connection.execute(sa.select(checkpoints.c.digest).where(condition))]
+        connection.execute(checkpoints.delete().where(condition))
+        return digests
+
+    # -- pins: what the workspace was created with ------------------------------------------
+
+    def set_pins(self, connection: Connection, pins: dict[str, str]) -> None:
+        connection.execute(workspace_pins.insert(), [{"name": k, "value": v} for k, v in sorted(pins.items())])
+
+    def pins(self) -> dict[str, str]:
+        with self.engine.connect() as connection:
+            return {row.name: row.value for row in connection.execute(sa.select(workspace_pins))}
+
+    # -- erasure requests -----------------------------------------------------------------
+
+    def add_request(self, connection: Connection, row: RequestRow) -> None:
+        connection.execute(requests.insert().values(**row.__dict__))
+
+    def update_request(self, connection: Connection, request_id: str, **values: object) -> None:
+        connection.execute(requests.update().where(requests.c.request_id == request_id).values(**values))
+
+    def get_request(self, request_id: str, connection: Connection | None = None) -> RequestRow | None:
+        query = sa.select(requests).where(requests.c.request_id == request_id)
+        if connection is not None:
+            row = connection.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
+        return None if row is None else RequestRow(**row._mapping)
+
+    def find_requests(self, *, states: Sequence[str] | None = None, subject_key: str | None = None) -> list[RequestRow]:
+        query = sa.select(requests).order_by(requests.c.deadline, requests.c.request_id)
+        if states is not None:
+            query = query.where(requests.c.state.in_(list(states)))
+        if subject_key is not None:
+            query = query.where(requests.c.subject_key == subject_key)
+        with self.engine.connect() as connection:
+            return [RequestRow(**row._mapping) for row in connection.execute(query)]
+
+    @contextmanager
+    def advisory_lock(self, name: str) -> Iterator[bool]:
+        """On PostgreSQL, a session advisory lock held for the block; elsewhere always granted."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            acquired = bool(connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+    def erased_subjects(self, subject_keys: Sequence[str]) -> set[str]:
+        """Those of the keys whose records a completed request erased."""
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for chunk in _chunks(subject_keys, 500):
+                query = sa.select(requests.c.subject_key).where(
+                    requests.c.subject_key.in_(chunk) & (requests.c.outcome == "erased")
+                )
+                found.update(row[0] for row in connection.execute(query))
+        return found
+
+    def vacuum_records(self) -> None:
+        """PostgreSQL keeps deleted tuples until VACUUM; SQLite's secure_delete zeroes them at once.
+
+        The erased rows also sit in PostgreSQL's write-ahead log until its segments are reused or
+        removed (docs/operations.md, measured by benchmarks/probe_pg_wal.py). A CHECKPOINT and a
+        WAL switch let the server drop them sooner; they need the pg_checkpoint role and a grant on
+        pg_switch_wal(), so each is tried and skipped where the application's role may not.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("VACUUM (FULL) records"))
+            # Three rounds: measured with benchmarks/probe_pg_wal.py, one or two rounds still left the
+            # erased rows in pg_wal segments; after three, none (docs/operations.md).
+            for statement in ("SELECT pg_switch_wal()", "CHECKPOINT") * 3:
+                try:
+                    connection.execute(sa.text(statement))
+                except sa.exc.ProgrammingError:  # insufficient privilege: the operator's settings decide
+                    continue
+
+    def referenced_digests(self) -> set[str]:
+        with self.engine.connect() as connection:
+            return {row[0] for row in connection.execute(sa.select(checkpoints.c.digest))}
+
+    # -- read-only views of the ledger, for checking the tables against it -----------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction in which every statement sees the same committed state.
+
+        PostgreSQL's default (READ COMMITTED) gives each statement its own snapshot, so a table
+        read and a ledger read could straddle a commit and disagree spuriously; SQLite's
+        transactions already see one state (and here take the write lock as they begin).
+        """
+        options: dict[str, Any] = {}
+        if self.engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        with self.engine.connect().execution_options(**options) as connection, connection.begin():
+            yield connection
+
+    def all_requests(self, connection: Connection) -> list[RequestRow]:
+        query = sa.select(requests).order_by(requests.c.request_id)
+        return [RequestRow(**row._mapping) for row in connection.execute(query)]
+
+    def request_entries(self, connection: Connection, kinds: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The ledger's request entries of these kinds, in log order, in one query.
+
+        Rows are (index, kind, request_id, subject_key, received_at, deadline, months, outcome,
+        records_erased, completed_at), each field None where the entry has none; the database
+        extracts them (ints come back as text on PostgreSQL, for the caller to check).
+        """
+        dialect = self.engine.dialect.name
+        if dialect not in _REQUEST_FIELDS:
+            raise WorkspaceError(f"checking requests against the ledger is not supported on {dialect}")
+        marks = ", ".join(f":k{i}" for i in range(len(kinds)))
+        query = _REQUEST_FIELDS[dialect].format(kinds=marks)
+        rows = connection.execute(sa.text(query), {f"k{i}": kind for i, kind in enumerate(kinds)})
+        return [tuple(row) for row in rows]
+
+    def lineage_window(
+        self, connection: Connection, start: int, stop: int, checkpoint: str, manifest: str, planned: str
+    ) -> list[tuple[int, str, Any, Any, Any]]:
+        """The lineage entries of indices start..stop-1, newest first, in one query.
+
+        Rows are (index, kind, shard, slice, digest): a checkpoint with its sha256, a slice
+        manifest, or one row per rewind of an erasure plan (its from_slice as the slice). The
+        database extracts the fields itself, so no entry is decoded in Python; numbers come back
+        as the database returns them (int, or text on PostgreSQL), for the caller to check.
+        """
+        dialect = self.engine.dialect.name
+        if dialect not in _LINEAGE_WINDOW:
+            raise WorkspaceError(f"checking checkpoints against the ledger is not supported on {dialect}")
+        params = {"start": start, "stop": stop, "checkpoint": checkpoint, "manifest": manifest, "planned": planned}
+        rows = connection.execute(sa.text(_LINEAGE_WINDOW[dialect]), params)
+        return [(int(seq), str(kind), shard, slice_, digest) for seq, kind, shard, slice_, digest in rows]
+
+
+_REQUEST_COLUMNS = ("request_id", "subject_key", "received_at", "deadline", "months", "outcome",
+                    "records_erased", "completed_at")  # fmt: skip
+_REQUEST_FIELDS = {
+    "sqlite": "SELECT seq, kind, "
+    + ", ".join(f"json_extract(t, '$.payload.{c}')" for c in _REQUEST_COLUMNS)
+    + " FROM (SELECT seq, kind, CAST(entry AS TEXT) AS t FROM ledger_entries WHERE kind IN ({kinds})) ORDER BY seq",
+    "postgresql": "SELECT seq, kind, "
+    + ", ".join(f"p ->> '{c}'" for c in _REQUEST_COLUMNS)
+    + " FROM (SELECT seq, kind, convert_from(entry, 'UTF8')::jsonb -> 'payload' AS p FROM ledger_entries"
+    " WHERE kind IN ({kinds})) AS requested ORDER BY seq",
+}
+
+_LINEAGE_WINDOW = {
+    # CAST: SQLite 3.45+ reads a BLOB argument of the JSON functions as its binary JSONB format.
+    # `+kind`: without it SQLite walks the kind index (every lineage entry ever logged) instead
+    # of the index range of the window.
+    "sqlite": """
+        SELECT seq, kind, json_extract(t, '$.payload.shard'), json_extract(t, '$.payload.slice'),
+               json_extract(t, '$.payload.checkpoint_sha256')
+        FROM (SELECT seq, kind, CAST(entry AS TEXT) AS t FROM ledger_entries
+              WHERE seq >= :start AND seq < :stop AND +kind IN (:checkpoint, :manifest))
+        UNION ALL
+        SELECT e.seq, e.kind, json_extract(r.value, '$.shard'), json_extract(r.value, '$.from_slice'), NULL
+        FROM ledger_entries AS e, json_each(CAST(e.entry AS TEXT), '$.payload.rewinds') AS r
+        WHERE e.seq >= :start AND e.seq < :stop AND +e.kind = :planned
+        ORDER BY 1 DESC
+    """,
+    "postgresql": """
+        SELECT seq, kind, p ->> 'shard', p ->> 'slice', p ->> 'checkpoint_sha256'
+        FROM (SELECT seq, kind, convert_from(entry, 'UTF8')::jsonb -> 'payload' AS p FROM ledger_entries
+              WHERE seq >= :start AND seq < :stop AND kind IN (:checkpoint, :manifest)) AS lineage
+        UNION ALL
+        SELECT e.seq, e.kind, r ->> 'shard', r ->> 'from_slice', NULL
+        FROM ledger_entries AS e
+        CROSS JOIN LATERAL jsonb_array_elements(convert_from(e.entry, 'UTF8')::jsonb -> 'payload' -> 'rewinds') AS r
+        WHERE e.seq >= :start AND e.seq < :stop AND e.kind = :planned
+        ORDER BY 1 DESC
+    """,
+}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

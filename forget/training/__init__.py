@@ -1,0 +1,1 @@
+"""Models: training shards slice by slice, the lineage each checkpoint logs, trusting a checkpoint, predicting."""

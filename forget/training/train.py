@@ -1,0 +1,288 @@
+"""Training a workspace's shards: load each shard's slices, train what is missing, record digests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from forget.errors import InputError, NotTrainedError
+from forget.store.checkpoints import checkpoint_location, purge_unreferenced
+from forget.training.lineage import checkpoint_entry, manifest_root, sign_head
+from forget.training.trust import current_checkpoints
+from forget.workspace.config import ExecutorKind
+from forget.workspace.core import Workspace
+from sisa.schedule import Schedule
+
+if TYPE_CHECKING:
+    from sisa.executor import ShardExecutor, ShardJob
+    from sisa.trainer import ShardTask, TrainedSlice, TrainingConfig
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    shard: int
+    start_slice: int
+    resume_digest: str | None = None
+    """The checkpoint of slice `start_slice - 1`, as the ledger records it (None: from scratch, or look it up)."""
+
+
+def training_config(workspace: Workspace) -> TrainingConfig:
+    from sisa.trainer import OptimizerKind, TrainingConfig
+
+    settings = workspace.config.training
+    return TrainingConfig(
+        model=settings.model,
+        slices=workspace.config.slices,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=workspace.config.seed,
+        optimizer=OptimizerKind(settings.optimizer),
+        schedule=Schedule(settings.schedule),
+        threads=settings.threads,
+    )
+
+
+def plan_training(workspace: Workspace, shards: Iterable[int] | None = None) -> list[ShardPlan]:
+    """Each selected shard resumes at its first slice without a current checkpoint.
+
+    The checkpoints come from `current_checkpoints`: a table row the ledger does not back (a
+    checkpoint an erasure dropped, put back) stops training before anything resumes from it.
+    """
+    if workspace.config.schema is None:
+        raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+    selected = _select(workspace, shards)
+    existing = current_checkpoints(workspace, [(s, k) for s in selected for k in range(workspace.config.slices)])
+    plans = []
+    for shard in selected:
+        first_missing = next((s for s in range(workspace.config.slices) if (shard, s) not in existing), None)
+        if first_missing is not None:
+            resume = existing[(shard, first_missing - 1)] if first_missing > 0 else None
+            plans.append(ShardPlan(shard, first_missing, resume))
+    return plans
+
+
+def restart_shards(workspace: Workspace, shards: Iterable[int] | None = None) -> list[str]:
+    """Drop the selected shards' checkpoints so they train from scratch; returns the purged digests."""
+    store = workspace.datastore
+    stale: list[str] = []
+    with store.engine.begin() as connection:
+        for shard in _select(workspace, shards):
+            stale.extend(store.drop_checkpoints(connection, shard, 0))
+    return purge_unreferenced(workspace, stale)
+
+
+def _select(workspace: Workspace, shards: Iterable[int] | None) -> list[int]:
+    count = workspace.config.shards
+    selected = sorted(set(shards)) if shards is not None else list(range(count))
+    bad = [s for s in selected if not 0 <= s < count]
+    if bad:
+        raise InputError(f"shard {bad[0]} does not exist: this workspace has shards 0 to {count - 1}")
+    return selected
+
+
+def load_shard_task(
+    database_url: str,
+    shard: int,
+    start_slice: int,
+    resume_digest: str | None,
+    slices: int,
+    input_shape: tuple[int, ...],
+    classes: int,
+) -> ShardTask:
+    """Read a shard's records where the task runs: in this process, or on a cluster worker."""
+    import numpy as np
+
+    from forget.store.datastore import DataStore, create_engine
+    from sisa.trainer import ShardTask, SliceData
+
+    engine = create_engine(database_url, must_exist=True)
+    try:
+        rows = DataStore(engine).shard_rows(shard, slices)
+    finally:
+        engine.dispose()
+    data = tuple(
+        SliceData(
+            features=np.frombuffer(blob, dtype=np.float32).reshape(len(labels), *input_shape),
+            labels=np.asarray(labels, dtype=np.int64),
+        )
+        for blob, labels in zip(rows.slice_features, rows.slice_labels, strict=True)
+    )
+    return ShardTask(shard, data, input_shape, classes, start_slice, resume_digest)
+
+
+def shard_job(workspace: Workspace, plan: ShardPlan, device: str) -> ShardJob:
+    from sisa.executor import ShardJob
+
+    schema = workspace.config.schema
+    assert schema is not None
+    resume = plan.resume_digest
+    if plan.start_slice > 0 and resume is None:
+        key = (plan.shard, plan.start_slice - 1)
+        resume = current_checkpoints(workspace, [key])[key]
+    load = partial(
+        load_shard_task,
+        workspace.database_url,
+        plan.shard,
+        plan.start_slice,
+        resume,
+        workspace.config.slices,
+        schema.shape,
+        len(schema.labels),
+    )
+    return ShardJob(plan.shard, load, training_config(workspace), checkpoint_location(workspace), device)
+
+
+def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
+    return shard_job(workspace, plan, "cpu").load()
+
+
+def slice_manifest_roots(workspace: Workspace, shard: int) -> list[str]:
+    datastore = workspace.datastore
+    with datastore.engine.connect() as connection:
+        return [
+            manifest_root(datastore.slice_record_keys(connection, shard, s)) for s in range(workspace.config.slices)
+        ]
+
+
+def executor_for(workspace: Workspace, kind: str | None = None, scheduler: str | None = None) -> ShardExecutor:
+    """The configured executor, or the one named on the command line."""
+    from sisa.executor import DaskExecutor, LocalExecutor
+
+    settings = workspace.config.executor
+    chosen = ExecutorKind(kind) if kind is not None else settings.kind
+    if chosen is ExecutorKind.LOCAL:
+        return LocalExecutor()
+    address = scheduler or settings.scheduler
+    if not address:
+        raise InputError("the dask executor needs --scheduler tcp://HOST:PORT (or [executor] scheduler)")
+    return DaskExecutor(address, gpu=settings.gpu, retries=settings.retries)
+
+
+def train(
+    workspace: Workspace,
+    plans: list[ShardPlan],
+    device: str = "auto",
+    on_slice: Callable[[TrainedSlice], None] | None = None,
+    executor: ShardExecutor | None = None,
+) -> dict[int, list[str]]:
+    """Train the planned shards, then sign the ledger.
+
+    Each checkpoint becomes current, with its ledger entry, once it is stored (locally as slices
+    finish, gathered per shard or every RECORD_EVERY_S; on a cluster as each shard's task returns).
+    A job killed mid-shard resumes after the last recorded slice.
+    """
+    from sisa.device import resolve_device
+    from sisa.executor import LocalExecutor
+
+    chosen = executor or executor_for(workspace)
+    if isinstance(chosen, LocalExecutor):
+        resolve_device(device)  # fail before any work when --device cuda has no GPU here
+    if not plans:
+        return {}
+    manifests = {plan.shard: slice_manifest_roots(workspace, plan.shard) for plan in plans}
+    recorder = _Recorder(workspace, manifests, on_slice)
+    try:
+        trained = chosen.run([shard_job(workspace, plan, device) for plan in plans], recorder.add)
+    except BaseException:
+        # The checkpoints stored before the failure are sound: keep them. If that fails too, only
+        # work is lost (their files are garbage the next job collects), and the first error is the one to see.
+        with suppress(Exception):
+            recorder.flush()
+        raise
+    recorder.flush()
+    sign_head(workspace)
+    return trained
+
+
+RECORD_EVERY_S = 0.5
+"""How long stored checkpoints may wait to be recorded together; a slower slice is recorded alone."""
+
+
+class _Recorder:
+    """Records stored checkpoints, several slices in one transaction when slices are quick.
+
+    A transaction with its ledger entry and its commit's fsync costs a few milliseconds, as much as
+    training a slice of a few dozen records; so the slices of a shard are gathered and recorded
+    together, at the shard's last slice or once RECORD_EVERY_S has passed since the last record,
+    whichever comes first. Crash safety is unchanged: the executor hands over a slice only once
+    its file is written and fsync'd, so a recorded checkpoint always has its file; a crash before
+    the commit loses at most those slices' work (the next job collects their files as garbage and
+    resumes after the last recorded slice); and `on_slice` hears of a slice only once it is recorded.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        manifests: dict[int, list[str]],
+        on_slice: Callable[[TrainedSlice], None] | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.workspace = workspace
+        # Opened now: its first use reads the workspace's pins, which inside a SQLite write
+        # transaction (another connection's BEGIN IMMEDIATE) would wait for the lock it holds.
+        self.ledger = workspace.ledger
+        self.manifests = manifests
+        self.on_slice = on_slice
+        self.clock = clock
+        self.last = workspace.config.slices - 1
+        self.pending: list[TrainedSlice] = []
+        self.since = clock()
+
+    def add(self, result: TrainedSlice) -> None:
+        self.pending.append(result)
+        if result.slice == self.last or self.clock() - self.since >= RECORD_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """One transaction: each pending checkpoint becomes current, with its ledger entry."""
+        self.since = self.clock()
+        if not self.pending:
+            return
+        datastore = self.workspace.datastore
+        entries = [
+            checkpoint_entry(r.shard, r.slice, r.digest, r.meta, self.manifests[r.shard][: r.slice + 1])
+            for r in self.pending
+        ]
+        with datastore.engine.begin() as connection:
+            for result in self.pending:
+                datastore.set_checkpoint(connection, result.shard, result.slice, result.digest)
+            self.ledger.append(connection, entries)
+        recorded, self.pending = self.pending, []
+        if self.on_slice is not None:
+            for result in recorded:
+                self.on_slice(result)
+
+
+@dataclass(frozen=True)
+class ShardSummary:
+    shard: int
+    records: int
+    slices_trained: int
+    slices: int
+    latest_checkpoint: str | None
+    """sha256 of the checkpoint after the shard's last slice, or None while it is not fully trained."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "shard": self.shard,
+            "records": self.records,
+            "slices": self.slices,
+            "slices_trained": self.slices_trained,
+            "latest_checkpoint": self.latest_checkpoint,
+        }
+
+
+def shard_summaries(workspace: Workspace) -> list[ShardSummary]:
+    counts = workspace.datastore.shard_counts()
+    existing = workspace.datastore.checkpoint_map()
+    slices = workspace.config.slices
+    out = []
+    for shard in range(workspace.config.shards):
+        trained = sum(1 for s in range(slices) if (shard, s) in existing)
+        out.append(ShardSummary(shard, counts.get(shard, 0), trained, slices, existing.get((shard, slices - 1))))
+    return out

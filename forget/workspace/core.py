@@ -1,0 +1,323 @@
+"""A workspace: one deployment's folder (config, keys, checkpoint store, database URL)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import forget
+from forget.data.schema import DEFAULT_MIN_SUBJECTS
+from forget.errors import InputError, WorkspaceError
+from forget.store.datastore import DataStore, create_engine, resolve_url
+from forget.store.migrate import current_revision
+from forget.subjects.identity import IdentityForm
+from forget.subjects.pseudonym import Pseudonymiser, generate_key_file, load_key_file
+from forget.workspace.config import (
+    CONFIG_NAME,
+    DEFAULT_DATABASE,
+    TrainingSettings,
+    WorkspaceConfig,
+    layout_problems,
+    min_subjects_problems,
+    read_config,
+    write_config,
+)
+from forget.workspace.keys import (
+    INITIALIZED,
+    KEYS_DIR,
+    PSEUDONYM_KEY,
+    PUBLIC_KEY,
+    SIGNING_KEY,
+    KeyMismatchError,
+    Pins,
+    key_file_warnings,
+    public_key_fingerprint,
+)
+from sisa.placement import PlacementMode
+
+if TYPE_CHECKING:
+    # Keys and the ledger pull in `cryptography`; commands such as `forget status` never need them.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ledger.anchor import Anchor
+    from ledger.log import Ledger
+
+ENV_WORKSPACE = "FORGET_WORKSPACE"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    shards: int
+    slices: int
+    seed: int | None = None
+    database: str = DEFAULT_DATABASE
+    placement: PlacementMode = PlacementMode.SUBJECT
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    keys_from: Path | None = None
+    passphrase: bytes | None = None
+    """Encrypts the new signing key (PKCS#8, best available encryption); ignored with keys_from."""
+    identity: IdentityForm = field(default_factory=IdentityForm)
+    min_subjects: int = DEFAULT_MIN_SUBJECTS
+    """k: a category or label class enters the schema only if this many subjects hold it."""
+    plan: dict[str, Any] | None = None
+    """`forget.evaluation.plan.frozen_settings`' record of the plan the settings came from, logged at init."""
+
+
+class Workspace:
+    def __init__(self, root: Path, config: WorkspaceConfig, passphrase: bytes | None = None) -> None:
+        self.root = root
+        self.config = config
+        self._pin_rows: dict[str, str] = {}
+        self.passphrase = passphrase
+        """For an encrypted signing key; the CLI reads it from $FORGET_KEY_PASSPHRASE."""
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / KEYS_DIR
+
+    @property
+    def database_url(self) -> str:
+        return resolve_url(self.config.database, self.root)
+
+    @cached_property
+    def datastore(self) -> DataStore:
+        store = DataStore(create_engine(self.database_url, must_exist=True))
+        store.check_schema()
+        # Read now, before any transaction: on SQLite a read on a second connection while this
+        # process holds the write lock (BEGIN IMMEDIATE) would wait for itself.
+        self._pin_rows = store.pins()
+        return store
+
+    @cached_property
+    def pins(self) -> Pins:
+        """What the workspace was created with, as its database records it."""
+        _ = self.datastore
+        return Pins.from_rows(self._pin_rows)
+
+    @cached_property
+    def pseudonymiser(self) -> Pseudonymiser:
+        self._check_identity()
+        pseudonymiser = load_key_file(self.keys_dir / PSEUDONYM_KEY, self.config.identity)
+        if pseudonymiser.fingerprint() != self.pins.pseudonym_key:
+            raise KeyMismatchError(
+                f"{KEYS_DIR}/{PSEUDONYM_KEY} is not the key this workspace was created with (fingerprint"
+                f" {pseudonymiser.fingerprint()[:16]}, pinned {self.pins.pseudonym_key[:16]}): restore the right key"
+            )
+        return pseudonymiser
+
+    def public_key_pem(self) -> bytes:
+        return (self.keys_dir / PUBLIC_KEY).read_bytes()
+
+    def _check_public_key(self) -> None:
+        path = self.keys_dir / PUBLIC_KEY
+        try:
+            found = public_key_fingerprint(path.read_bytes())
+        except OSError as error:
+            raise WorkspaceError(f"cannot read {KEYS_DIR}/{PUBLIC_KEY}: {error.strerror}") from error
+        except ValueError as error:
+            raise WorkspaceError(f"{KEYS_DIR}/{PUBLIC_KEY} is not an Ed25519 public key: {error}") from error
+        if found != self.pins.signing_key:
+            raise KeyMismatchError(
+                f"{KEYS_DIR}/{PUBLIC_KEY} is not the key this workspace was created with (sha256 {found[:16]},"
+                f" pinned {self.pins.signing_key[:16]}): restore the right key"
+            )
+
+    def _check_identity(self) -> None:
+        if self.config.identity != self.pins.identity:
+            raise KeyMismatchError(
+                f"{CONFIG_NAME} [identity] ({self.config.identity.describe()}) differs from the form this workspace"
+                f" was created with ({self.pins.identity.describe()}); changing it would re-key every record"
+            )
+
+    def check_keys(self) -> list[str]:
+        """Stop (exit 3) before anything is written if a key file or the identity form was swapped;
+        returns warnings about key files that others can read."""
+        _ = self.pseudonymiser
+        self._check_public_key()
+        return key_file_warnings(self.keys_dir)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from ledger.keys import load_public_key
+        from ledger.log import Ledger
+
+        self._check_public_key()
+        return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY), self.anchor)
+
+    @cached_property
+    def anchor(self) -> Anchor:
+        """Signed heads kept outside the database (`[ledger] anchor`: a file here, or an fsspec URL)."""
+        from ledger.anchor import open_anchor
+
+        return open_anchor(self.config.anchor, self.root)
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives import serialization
+
+        from ledger.keys import load_private_key
+
+        key = load_private_key(self.keys_dir / SIGNING_KEY, self.passphrase)
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if hashlib.sha256(raw).hexdigest() != self.pins.signing_key:
+            raise KeyMismatchError(
+                f"{KEYS_DIR}/{SIGNING_KEY} is not the signing key this workspace was created with: restore the"
+                " right key (a head signed with another key would break `forget ledger verify` for good)"
+            )
+        return key
+
+    def save_config(self, config: WorkspaceConfig) -> None:
+        write_config(self.config_path, config)
+        self.config = config
+
+
+def _create_private_file(path: Path) -> None:
+    """An empty file of mode 0600, so that SQLite (and its -wal and -journal files) inherit it."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
+    """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
+    from cryptography.hazmat.primitives import serialization
+
+    from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
+    from ledger.log import Ledger
+
+    root = Path(root)
+    problems = (
+        layout_problems(options.shards, options.slices)
+        + options.training.problems()
+        + min_subjects_problems(options.min_subjects)
+    )
+    if problems:
+        raise InputError(f"--{problems[0].replace('_', '-')}")
+    if (root / CONFIG_NAME).exists():
+        raise WorkspaceError(f"{root} already holds a workspace ({CONFIG_NAME} exists)")
+    if options.keys_from is not None and not (options.keys_from / KEYS_DIR / PSEUDONYM_KEY).is_file():
+        raise InputError(f"--keys-from {options.keys_from} is not a workspace with keys")
+    config = WorkspaceConfig(
+        shards=options.shards,
+        slices=options.slices,
+        seed=options.seed if options.seed is not None else secrets.randbelow(2**31),
+        origin=f"forget.local/{secrets.token_hex(8)}",
+        database=options.database,
+        placement=options.placement,
+        training=options.training,
+        identity=options.identity,
+        min_subjects=options.min_subjects,
+    )
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # the folder holds keys and personal data: nobody else lists or reads it
+    keys = root / KEYS_DIR
+    created_keys = not keys.exists()
+    created_anchor: Anchor | None = None
+    try:
+        keys.mkdir(mode=0o700, exist_ok=False)
+        if options.keys_from is not None:
+            for name in (PSEUDONYM_KEY, SIGNING_KEY, PUBLIC_KEY):
+                target = keys / name
+                shutil.copyfile(options.keys_from / KEYS_DIR / name, target)
+                os.chmod(target, 0o644 if name == PUBLIC_KEY else 0o600)
+        else:
+            generate_key_file(keys / PSEUDONYM_KEY)
+            signing = generate_signing_key()
+            write_private_key(keys / SIGNING_KEY, signing, options.passphrase)
+            (keys / PUBLIC_KEY).write_bytes(public_key_pem(signing.public_key()))
+        (root / CHECKPOINTS_DIR).mkdir(mode=0o700, exist_ok=True)
+        url = resolve_url(config.database, root)
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            _create_private_file(Path(url[len("sqlite:///") :]))
+        engine = create_engine(url, must_exist=False)
+        existing = current_revision(engine)
+        if existing is not None:
+            engine.dispose()
+            raise WorkspaceError(
+                f"the database {config.database} already holds a forget workspace (schema {existing});"
+                " give each workspace a database of its own"
+            )
+        store = DataStore(engine)
+        store.create_schema()
+        signing = load_private_key(keys / SIGNING_KEY, options.passphrase)
+        raw_public = signing.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        pins = Pins(
+            pseudonym_key=load_key_file(keys / PSEUDONYM_KEY, config.identity).fingerprint(),
+            signing_key=hashlib.sha256(raw_public).hexdigest(),
+            identity=config.identity,
+        )
+        # The anchor first: the ledger's first entry is recorded there as appended by forget.
+        from ledger.anchor import open_anchor
+
+        anchor = open_anchor(config.anchor, root)
+        anchor.create(config.origin)
+        created_anchor = anchor
+        with engine.begin() as connection:
+            store.set_pins(connection, pins.rows())
+            Ledger(config.origin, signing.public_key(), anchor).append(
+                connection,
+                [
+                    (
+                        INITIALIZED,
+                        {
+                            "origin": config.origin,
+                            "identity_form": config.identity.to_dict(),
+                            "pseudonym_key_fingerprint": pins.pseudonym_key,
+                            "signing_key_sha256": pins.signing_key,
+                            "forget_version": forget.__version__,
+                            **({"plan": options.plan} if options.plan is not None else {}),
+                        },
+                    )
+                ],
+            )
+        write_config(root / CONFIG_NAME, config)
+    except BaseException:
+        if created_keys:
+            shutil.rmtree(keys, ignore_errors=True)
+        from ledger.anchor import FileAnchor
+
+        if isinstance(created_anchor, FileAnchor):  # an object-store anchor is never deleted
+            created_anchor.path.unlink(missing_ok=True)
+        raise
+    from forget.training.lineage import sign_head
+
+    engine.dispose()
+    workspace = Workspace(root, config, options.passphrase)
+    sign_head(workspace)
+    return workspace
+
+
+def open_workspace(root: Path | str, passphrase: bytes | None = None) -> Workspace:
+    """The workspace at `root`; its keys are checked against their pins when first used
+    (`Workspace.check_keys()` checks them all at once)."""
+    root = Path(root)
+    return Workspace(root, read_config(root / CONFIG_NAME), passphrase)
+
+
+def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
+    """`--workspace`, then `$FORGET_WORKSPACE`, then the current directory."""
+    if option is not None:
+        candidates = [(option, "--workspace")]
+    elif os.environ.get(ENV_WORKSPACE):
+        candidates = [(Path(os.environ[ENV_WORKSPACE]), f"${ENV_WORKSPACE}")]
+    else:
+        try:
+            candidates = [(cwd or Path.cwd(), "the current directory")]
+        except FileNotFoundError:
+            raise WorkspaceError("the current directory no longer exists: pass --workspace DIR") from None
+    path, source = candidates[0]
+    if not (path / CONFIG_NAME).is_file():
+        raise WorkspaceError(
+            f"no forget workspace at {path} (from {source}): run `forget init DIR` or pass --workspace DIR"
+        )
+    return path.resolve()
