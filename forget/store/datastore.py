@@ -144,6 +144,16 @@ class DataStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """The unit of work: every write inside commits together or not at all.
+
+        Ledger entries are appended on the same connection, so a data change and its evidence
+        are durable together (DESIGN invariant: no erased data without its record).
+        """
+        with self.engine.begin() as connection:
+            yield connection
+
     def create_schema(self) -> None:
         from forget.store.migrate import upgrade
 
