@@ -66,7 +66,8 @@ from forget.training.train import ShardPlan, plan_training, restart_shards, shar
 from forget.workspace.config import TrainingSettings
 from forget.workspace.core import InitOptions, Workspace, init_workspace
 from forget.workspace.keys import KEYS_DIR, PSEUDONYM_KEY
-from sisa.executor import DaskExecutor, LocalExecutor
+from sisa.dask_executor import DaskExecutor
+from sisa.executor import LocalExecutor
 from sisa.trainer import ShardTask, TrainedSlice
 
 HOST = "127.0.0.1"

@@ -45,11 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sisa import DEFAULTS, build_workspace, log, seeded_keys, write_split
 
-from forget.evaluation.plan import MemoryStore
 from forget.training.train import ShardPlan, plan_training, restart_shards, shard_task, train, training_config
 from forget.workspace.config import TrainingSettings
 from forget.workspace.core import Workspace
 from sisa.schedule import slice_passes
+from sisa.store import MemoryStore
 from sisa.trainer import train_shard
 
 SEED = 2026

@@ -48,7 +48,8 @@ import pyarrow as pa
 import torch
 
 from forget.data.ingest import read_table
-from forget.evaluation.plan import balanced_accuracy, encode_table, majority_share, simulate
+from forget.evaluation.plan import encode_table, simulate
+from forget.evaluation.stats import balanced_accuracy, majority_share
 from sisa.aggregation import Aggregation, aggregate
 from sisa.models import parameter_count
 from sisa.trainer import TrainingConfig

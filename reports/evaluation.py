@@ -26,6 +26,8 @@ from reports.errors import CertificateFormatError
 
 FORMAT = "forget/evaluation/v1"
 """Must equal forget.evaluation.evaluate.FORMAT (reports imports nothing of the application layer)."""
+Z95 = 1.959963984540054
+"""Must equal forget.evaluation.stats.Z95 (a test checks both)."""
 
 ATTACK_NAMES = {
     "loss": "Loss (Yeom et al. 2018)",
@@ -243,7 +245,7 @@ def _attack(data: Any, index: int) -> dict[str, Any]:
         "advantage_se": _optional_number(data, "advantage_se", where, 0, 1),
         "advantage_null95": _number(data, "advantage_null95", where, 0, math.inf),
         "tpr_low_fpr": _number(data, "tpr_at_1pct_fpr", where, 0, 1),
-        "near_chance": abs(auc - 0.5) <= 1.959963984540054 * se,
+        "near_chance": _near_chance(auc, se),
         **_conclusion(data, where, auc, se),
     }
 
@@ -251,10 +253,15 @@ def _attack(data: Any, index: int) -> dict[str, Any]:
 CONCLUSIONS = ("indistinguishable", "distinguishable", "inconclusive")
 
 
+def _near_chance(auc: float, se: float) -> bool:
+    """0.5 lies in the AUC's 95% interval (forget.evaluation.stats.auc_interval)."""
+    return abs(auc - 0.5) <= Z95 * se
+
+
 def _conclusion(data: Mapping[str, Any], where: str, auc: float, se: float) -> dict[str, Any]:
     """The report's conclusion; a report written before conclusions existed gets the old reading."""
     if _optional(data, "conclusion") is None:
-        near = abs(auc - 0.5) <= 1.959963984540054 * se
+        near = _near_chance(auc, se)
         return {
             "conclusion": "indistinguishable" if near else "distinguishable",
             "reason": "AUC within 1.96 standard errors of 0.5" if near else "AUC beyond 1.96 standard errors of 0.5",

@@ -1,10 +1,19 @@
-"""The SISA engine's exceptions: one family, rooted at `SisaError`."""
+"""The SISA engine's exceptions: one family, rooted at `SisaError`.
+
+The engine knows nothing of the application: `forget.errors.translated()` maps these into its
+families (a checkpoint that is not its digest fails verification; the rest are the workspace's or
+the machine's state).
+"""
 
 from __future__ import annotations
 
 
 class SisaError(Exception):
     """Root of every error the SISA engine raises; `str(error)` is one line for a person."""
+
+    def diagnostics(self) -> str:
+        """The message for a person, on one line (the application shows it after `error: `)."""
+        return " ".join(line.strip() for line in str(self).splitlines() if line.strip()) or type(self).__name__
 
 
 class CheckpointError(SisaError):

@@ -1,25 +1,48 @@
-"""Where shards train: in this process, or as one task per shard on a Dask cluster.
+"""Where shards train: `ShardExecutor` is the interface, `EXECUTORS` the registry of named ones.
 
-Both executors call `on_slice` for every checkpoint once it is durably stored, in slice order
-within a shard; the local one as each slice finishes, the Dask one when a shard's task returns.
-Training is deterministic, so the executor never changes a digest.
+Built in: `local` (this process, one shard after another) and `dask` (one task per shard on a
+Dask cluster, `sisa.dask_executor`). A new executor is a module with a class that has `ShardExecutor`'s
+two members and one `register_executor(name, factory)`, where `factory(options)` builds it from
+the workspace's `[executor]` settings; or, for the command line, an entry point in the group
+`sisa.executors` naming that factory.
+
+Every executor calls `on_slice` for every checkpoint once it is durably stored, in slice order
+within a shard (the local one as each slice finishes, the Dask one when a shard's task returns),
+and runs `execute` for each job wherever it trains. Training is deterministic, so the executor
+never changes a digest. This module imports no torch: the trainer is imported when a job runs.
 """
 
 from __future__ import annotations
 
-import os
-from abc import ABC, abstractmethod
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from sisa.errors import SisaError
+from sisa.registry import Registry
 from sisa.store import open_store
-from sisa.trainer import ShardTask, TrainedSlice, TrainingConfig, train_shard
+
+if TYPE_CHECKING:
+    from sisa.trainer import ShardTask, TrainedSlice, TrainingConfig
 
 
 class ShardTaskError(SisaError):
     """A shard's task failed for good (after the executor's retries)."""
+
+
+class ExecutorOptionError(SisaError):
+    """An executor's settings lack what it needs; `option` names the setting (`scheduler`)."""
+
+    def __init__(self, executor: str, option: str, example: str) -> None:
+        super().__init__(f"the {executor} executor needs a {option}: {example}")
+        self.executor = executor
+        self.option = option
+        self.example = example
+
+
+class UnknownExecutorError(SisaError):
+    """No executor is registered under the name a configuration or a command line gives."""
 
 
 @dataclass(frozen=True)
@@ -33,22 +56,73 @@ class ShardJob:
     device: str
 
 
-OnSlice = Callable[[TrainedSlice], None]
+OnSlice: TypeAlias = "Callable[[TrainedSlice], None]"
 
 
-class ShardExecutor(ABC):
-    @abstractmethod
+class ShardExecutor(Protocol):
+    """Trains shard jobs somewhere and reports each stored checkpoint."""
+
+    @property
+    def trains_here(self) -> bool:
+        """Whether jobs train in this process, on this machine's device.
+
+        The caller then checks the device before any work (a missing GPU stops a job before it
+        erases anything); an executor that trains elsewhere resolves the device where it runs.
+        """
+        ...
+
     def run(self, jobs: Sequence[ShardJob], on_slice: OnSlice) -> dict[int, list[str]]:
         """Train every job; returns each shard's new digests. Raises `ShardTaskError` naming a failed shard."""
+        ...
 
 
-WORKER_CRASH_ENV = "FORGET_WORKER_CRASH_ONCE"
-"""Fault injection for tests: the first worker to train a shard with this set to a path exits hard."""
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """The settings an executor is built from (forget.toml's `[executor]`, or the command line)."""
+
+    scheduler: str = ""
+    """The cluster's address, for executors that have one (a Dask scheduler's tcp://HOST:PORT)."""
+    gpu: bool = False
+    """Each shard's task asks its cluster for one GPU."""
+    retries: int = 2
+    """How often a lost task is tried again."""
+
+
+ExecutorFactory = Callable[[ExecutorOptions], ShardExecutor]
+
+_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+
+EXECUTORS: Registry[ExecutorFactory] = Registry(
+    "executor",
+    "sisa.executors",
+    lambda name: None if _NAME.fullmatch(name) else "must be lower-case letters, digits, - or _",
+)
+
+
+def register_executor(name: str, factory: ExecutorFactory) -> None:
+    """Make `[executor] kind = name` (and `--executor name`) build executors with `factory`."""
+    EXECUTORS.register(name, factory)
+
+
+def executor_names() -> tuple[str, ...]:
+    return EXECUTORS.names()
+
+
+def create_executor(name: str, options: ExecutorOptions | None = None) -> ShardExecutor:
+    """The executor registered as `name`, built from `options`.
+
+    Raises UnknownExecutorError for a name nothing registers, ExecutorOptionError for missing settings.
+    """
+    factory = EXECUTORS.lookup(name)
+    if factory is None:
+        raise UnknownExecutorError(f"unknown executor {name!r}: use {' or '.join(EXECUTORS.names())}")
+    return factory(options or ExecutorOptions())
 
 
 def execute(job: ShardJob, on_slice: OnSlice | None = None) -> list[TrainedSlice]:
-    """Run one shard job here; the body of both executors."""
+    """Run one shard job here: the body of every executor, wherever it runs the job."""
     from sisa.device import resolve_device
+    from sisa.trainer import train_shard
 
     done: list[TrainedSlice] = []
 
@@ -61,74 +135,22 @@ def execute(job: ShardJob, on_slice: OnSlice | None = None) -> list[TrainedSlice
     return done
 
 
-def execute_on_worker(job: ShardJob) -> list[TrainedSlice]:
-    """The Dask task; a test can make the first worker that runs one die mid-shard."""
-    marker = os.environ.get(WORKER_CRASH_ENV)
-
-    def crash_once(_: TrainedSlice) -> None:
-        if marker and not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(17)
-
-    return execute(job, crash_once)
-
-
-class LocalExecutor(ShardExecutor):
+class LocalExecutor:
     """Shards one after another in this process; each slice is recorded as soon as it is stored."""
+
+    trains_here = True
 
     def run(self, jobs: Sequence[ShardJob], on_slice: OnSlice) -> dict[int, list[str]]:
         return {job.shard: [r.digest for r in execute(job, on_slice)] for job in jobs}
 
 
-class DaskExecutor(ShardExecutor):
-    """One task per shard on a Dask distributed cluster; lost workers are retried by the scheduler.
+def _dask(options: ExecutorOptions) -> ShardExecutor:
+    from sisa.dask_executor import DaskExecutor
 
-    With `gpu=True` each task asks for the worker resource `GPU=1` (start GPU workers with
-    `dask worker ... --resources GPU=1`), so one shard trains per GPU at a time.
-    """
+    if not options.scheduler:
+        raise ExecutorOptionError("dask", "scheduler", "tcp://HOST:PORT")
+    return DaskExecutor(options.scheduler, gpu=options.gpu, retries=options.retries)
 
-    def __init__(self, scheduler: str | Any, gpu: bool = False, retries: int = 2) -> None:
-        self.scheduler = scheduler
-        self.gpu = gpu
-        self.retries = retries
 
-    def _client(self) -> Any:
-        try:
-            from distributed import Client
-        except ImportError as error:
-            raise ShardTaskError("the dask executor needs dask: pip install 'forget[dask]'") from error
-        if not isinstance(self.scheduler, str):
-            return self.scheduler, False
-        try:
-            return Client(self.scheduler, timeout="10s"), True  # type: ignore[no-untyped-call]
-        except OSError as error:
-            raise ShardTaskError(f"cannot reach the Dask scheduler at {self.scheduler}: {error}") from error
-
-    def run(self, jobs: Sequence[ShardJob], on_slice: OnSlice) -> dict[int, list[str]]:
-        from distributed import as_completed
-
-        client, owned = self._client()
-        try:
-            resources = {"GPU": 1} if self.gpu else None
-            futures = {
-                client.submit(execute_on_worker, job, key=f"forget-shard-{job.shard}-{os.urandom(4).hex()}",
-                              retries=self.retries, resources=resources, pure=False): job.shard
-                for job in jobs
-            }  # fmt: skip
-            trained: dict[int, list[str]] = {}
-            # `loop=` ties completion to this executor's client, not whichever client is the default.
-            for future in as_completed(list(futures), loop=client.loop):  # type: ignore[no-untyped-call]
-                shard = futures[future]
-                try:
-                    results: list[TrainedSlice] = future.result()
-                except Exception as error:  # a worker's exception arrives re-raised, of any type
-                    for other in futures:
-                        other.cancel()
-                    raise ShardTaskError(f"shard {shard} failed on the Dask cluster: {error}") from error
-                for result in results:
-                    on_slice(result)
-                trained[shard] = [r.digest for r in results]
-            return trained
-        finally:
-            if owned:
-                client.close()
+register_executor("local", lambda _options: LocalExecutor())
+register_executor("dask", _dask)

@@ -1,4 +1,6 @@
-"""Model families, by name: a registry of fixed architectures, a parametric family, or a user's factory.
+"""Model families, by name: `MODELS` maps a family's name to the builder of its architectures.
+
+A spec is `name` or `name-ARGUMENT`, or `package.module:callable` for a user's factory:
 
 - `tanh-W`, `relu-W`, `tanh-WxD`: D hidden layers (default 1) of W units with that activation.
   `tanh-128` on 600 inputs is the SISA reference's Purchase network (Bourtoule et al.); `tanh-256`
@@ -9,10 +11,15 @@
 - `cnn`: two convolutions and a linear head, for (channels, height, width) inputs.
 - `package.module:callable`: `callable(input_shape=..., classes=...)` must return an `nn.Module`.
 
+A new family is one `register_model(name, ModelFamily(build, usage, argument))` (or an entry
+point in the group `sisa.models` naming a `ModelFamily`): `build(argument, input_shape, classes)`
+receives what follows `name-` ("" for the bare name), which `argument`, a regular expression,
+has matched in full.
+
 A spec names an architecture forever: a checkpoint stores weights, not code, so a rewind rebuilds
 the model from its spec. Changing what a name builds would change the models of every workspace
-that uses it; a new architecture gets a new name. The measurements behind the default are in
-docs/benchmarks.md ("Defaults by measurement").
+that uses it, so a name cannot be registered twice; a new architecture gets a new name. The
+measurements behind the default are in docs/benchmarks.md ("Defaults by measurement").
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sisa.errors import ModelSpecError
+from sisa.registry import Registry
 
 DEFAULT_MODEL = "tanh-256"
 """One hidden layer of 256 tanh units: the measured winner (docs/benchmarks.md)."""
@@ -33,7 +42,6 @@ DEFAULT_MODEL = "tanh-256"
 MAX_WIDTH = 65_536
 MAX_DEPTH = 16
 
-_PARAMETRIC = re.compile(r"(?P<activation>tanh|relu)-(?P<width>[1-9][0-9]*)(?:x(?P<depth>[1-9][0-9]*))?")
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
@@ -110,27 +118,57 @@ class SmallCNN(nn.Module):
         return out
 
 
-Factory = Callable[[tuple[int, ...], int], nn.Module]
-
-REGISTRY: dict[str, Factory] = {
-    "mlp": lambda shape, classes: MLP(shape, classes),
-    "cnn": lambda shape, classes: SmallCNN(shape, classes),
-    "linear": lambda shape, classes: DenseNet(shape, classes, width=0, depth=0, activation="relu"),
-}
-"""The fixed names; `tanh-W[xD]` and `relu-W[xD]` are parsed, anything with a colon is imported."""
-
-SPEC_HELP = "mlp, cnn, linear, tanh-WIDTH[xDEPTH], relu-WIDTH[xDEPTH] or module:callable"
+ModelBuilder = Callable[[str, tuple[int, ...], int], nn.Module]
+"""(argument, input_shape, classes) -> the model; the argument is what follows `name-` in the spec."""
 
 
-def parametric(spec: str) -> tuple[str, int, int] | None:
-    """(activation, width, depth) for `tanh-256` or `relu-128x2`; None for any other spec."""
-    match = _PARAMETRIC.fullmatch(spec)
-    if match is None:
-        return None
-    width, depth = int(match["width"]), int(match["depth"] or 1)
-    if width > MAX_WIDTH or depth > MAX_DEPTH:
-        raise ModelSpecError(f"model {spec!r}: width is at most {MAX_WIDTH} and depth at most {MAX_DEPTH}")
-    return match["activation"], width, depth
+@dataclass(frozen=True)
+class ModelFamily:
+    build: ModelBuilder
+    usage: str
+    """How a spec names the family, for messages: `tanh-WIDTH[xDEPTH]`."""
+    argument: str = ""
+    """A regular expression the argument must match in full; the default admits the bare name only."""
+
+
+MODELS: Registry[ModelFamily] = Registry(
+    "model family",
+    "sisa.models",
+    lambda name: None if re.fullmatch(r"[a-z][a-z0-9_]*", name) else "must be lower-case letters, digits or _",
+)
+
+
+def register_model(name: str, family: ModelFamily) -> None:
+    """Make the specs `name` (and `name-ARGUMENT`, if the family takes one) build with `family`."""
+    MODELS.register(name, family)
+
+
+def spec_help() -> str:
+    """The spec forms, for messages: `mlp, cnn, ..., relu-WIDTH[xDEPTH] or module:callable`."""
+    return ", ".join(family.usage for _, family in MODELS.items()) + " or module:callable"
+
+
+def _dense(activation: str) -> ModelBuilder:
+    def build(argument: str, shape: tuple[int, ...], classes: int) -> nn.Module:
+        width, _, depth = argument.partition("x")
+        if int(width) > MAX_WIDTH or int(depth or 1) > MAX_DEPTH:
+            raise ModelSpecError(
+                f"model '{activation}-{argument}': width is at most {MAX_WIDTH} and depth at most {MAX_DEPTH}"
+            )
+        return DenseNet(shape, classes, width=int(width), depth=int(depth or 1), activation=activation)
+
+    return build
+
+
+register_model("mlp", ModelFamily(lambda _, shape, classes: MLP(shape, classes), "mlp"))
+register_model("cnn", ModelFamily(lambda _, shape, classes: SmallCNN(shape, classes), "cnn"))
+register_model(
+    "linear",
+    ModelFamily(lambda _, shape, classes: DenseNet(shape, classes, width=0, depth=0, activation="relu"), "linear"),
+)
+_WIDTH_X_DEPTH = r"[1-9][0-9]*(?:x[1-9][0-9]*)?"
+register_model("tanh", ModelFamily(_dense("tanh"), "tanh-WIDTH[xDEPTH]", _WIDTH_X_DEPTH))
+register_model("relu", ModelFamily(_dense("relu"), "relu-WIDTH[xDEPTH]", _WIDTH_X_DEPTH))
 
 
 def parameter_count(spec: str, input_shape: Sequence[int], classes: int) -> int:
@@ -139,17 +177,21 @@ def parameter_count(spec: str, input_shape: Sequence[int], classes: int) -> int:
 
 
 def build_model(spec: str, input_shape: Sequence[int], classes: int) -> nn.Module:
-    """The model a spec names (see the module's table); the caller seeds torch beforehand."""
+    """The model a spec names (see the module's docstring); the caller seeds torch beforehand."""
     shape = tuple(int(d) for d in input_shape)
-    if spec in REGISTRY:
-        return REGISTRY[spec](shape, classes)
-    dense = parametric(spec)
-    if dense is not None:
-        activation, width, depth = dense
-        return DenseNet(shape, classes, width=width, depth=depth, activation=activation)
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ModelSpecError(f"unknown model {spec!r}: use {SPEC_HELP}")
+    if ":" in spec:
+        return _from_factory(spec, shape, classes)
+    name, separator, argument = spec.partition("-")
+    family = MODELS.lookup(name)
+    if family is None or (separator and not argument) or not re.fullmatch(family.argument, argument):
+        raise ModelSpecError(f"unknown model {spec!r}: use {spec_help()}")
+    return family.build(argument, shape, classes)
+
+
+def _from_factory(spec: str, shape: tuple[int, ...], classes: int) -> nn.Module:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ModelSpecError(f"unknown model {spec!r}: use {spec_help()}")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:

@@ -1,17 +1,25 @@
-"""A content-addressed checkpoint store: each file is named by the sha256 of its bytes.
+"""Content-addressed checkpoint stores: each blob is named by the sha256 of its bytes.
 
-It stores bytes and imports no torch, so commands that only list or purge stay fast.
+`BlobStore` is what the trainer and the application need of a store; `open_store(location)`
+picks one: a folder (`CheckpointStore`) for a plain path, the store registered for the URL's
+scheme, or `FsspecCheckpointStore` for any other URL. A new kind of store is a class with
+`BlobStore`'s methods and one `register_store(scheme, opener)`; its `get` must check the bytes
+against the digest (`checked`), since the digest is what the ledger vouches for.
+Stores keep bytes and import no torch, so commands that only list or purge stay fast.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from sisa.errors import CheckpointError
+from sisa.registry import Registry
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -43,12 +51,38 @@ class CheckpointDigestError(CheckpointError):
     """
 
 
-def _checked(digest: str, data: bytes) -> bytes:
+def checked(digest: str, data: bytes) -> bytes:
     """The bytes, if they hash to the digest they were asked for."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != digest:
         raise CheckpointDigestError(f"checkpoint {digest[:12]} is corrupt: its bytes hash to {actual[:12]}")
     return data
+
+
+class BlobStore(Protocol):
+    """A content-addressed store of checkpoint bytes, as the trainer and the application use it."""
+
+    def put(self, data: bytes) -> str:
+        """Store `data` durably (atomically: a crash leaves it whole or absent); returns its sha256."""
+        ...
+
+    def get(self, digest: str) -> bytes:
+        """The bytes named `digest`; raises CheckpointError if absent, CheckpointDigestError if altered."""
+        ...
+
+    def delete(self, digest: str) -> None:
+        """Remove the blob if present (idempotent)."""
+        ...
+
+    def __contains__(self, digest: object) -> bool: ...
+
+    def digests(self) -> Iterator[str]:
+        """Every stored digest, sorted; never a temporary of an unfinished write."""
+        ...
+
+    def discard_temporaries(self) -> int:
+        """Delete the leftovers of writes a crash interrupted (only safe while nothing writes); how many."""
+        ...
 
 
 class CheckpointStore:
@@ -73,7 +107,7 @@ class CheckpointStore:
             data = self.path(digest).read_bytes()
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {digest[:12]} is missing from {self.root}") from None
-        return _checked(digest, data)
+        return checked(digest, data)
 
     def delete(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
@@ -130,7 +164,7 @@ class FsspecCheckpointStore:
             data: bytes = self.fs.cat_file(self._key(digest))
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {digest[:12]} is missing from {self.url}") from None
-        return _checked(digest, data)
+        return checked(digest, data)
 
     def delete(self, digest: str) -> None:
         if self.fs.exists(self._key(digest)):
@@ -153,9 +187,59 @@ class FsspecCheckpointStore:
         return len(stray)
 
 
-BlobStore = CheckpointStore | FsspecCheckpointStore
+class MemoryStore:
+    """Blobs in a dict: for models that live only as long as a computation (`forget plan`), and tests."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        self._blobs[digest] = data
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        try:
+            data = self._blobs[digest]
+        except KeyError:
+            raise CheckpointError(f"checkpoint {digest[:12]} is missing from memory") from None
+        return checked(digest, data)
+
+    def delete(self, digest: str) -> None:
+        self._blobs.pop(digest, None)
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._blobs
+
+    def digests(self) -> Iterator[str]:
+        yield from sorted(self._blobs)
+
+    def discard_temporaries(self) -> int:
+        return 0
+
+
+StoreOpener = Callable[[str], BlobStore]
+"""Opens the store at a location (the whole URL, scheme included)."""
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+
+STORES: Registry[StoreOpener] = Registry(
+    "checkpoint store",
+    "sisa.stores",
+    lambda name: None if _SCHEME.fullmatch(name) else "is not a URL scheme (lower-case letters, digits, + . -)",
+)
+"""URL scheme -> opener. Unregistered schemes go to fsspec, which has its own registry of protocols."""
+
+
+def register_store(scheme: str, opener: StoreOpener) -> None:
+    """Open `scheme://...` locations with `opener` (in this process; a Dask worker needs an entry point)."""
+    STORES.register(scheme, opener)
 
 
 def open_store(location: str) -> BlobStore:
-    """A local folder, or an fsspec URL (anything with `://`)."""
-    return FsspecCheckpointStore(location) if "://" in location else CheckpointStore(Path(location))
+    """A local folder for a plain path, else the store registered for the URL's scheme, else fsspec's."""
+    scheme, separator, _ = location.partition("://")
+    if not separator:
+        return CheckpointStore(Path(location))
+    opener = STORES.lookup(scheme)
+    return opener(location) if opener is not None else FsspecCheckpointStore(location)

@@ -4,12 +4,12 @@
    rows, subjects (through the identity's canonical form), classes and encoded features.
 2. Hold out a validation part by subject (a seeded hash of each subject, so a subject's records are
    all in it or all out of it) and train on the rest: the real trainer (`sisa.trainer.train_shard`)
-   on an in-memory checkpoint store, placement by the real `sisa.placement.place`, for every
-   candidate (shards x slices x model x epochs).
-3. Score each candidate on the validation part: accuracy (Wilson interval) and balanced accuracy
-   under the chosen aggregation; and its expected erasure cost, the share of a full training that
-   one request retrains (exact under the placement: each subject's shard, rewound from its earliest
-   slice), also in seconds measured here.
+   on an in-memory checkpoint store (`sisa.store.MemoryStore`), placement by the real
+   `sisa.placement.place`, for every candidate (shards x slices x model x epochs).
+3. Score each candidate on the validation part (`forget.evaluation.stats`): accuracy (Wilson
+   interval) and balanced accuracy under the chosen aggregation; and its expected erasure cost,
+   the share of a full training that one request retrains (exact under the placement: each
+   subject's shard, rewound from its earliest slice), also in seconds measured here.
 4. Recommend the cheapest erasure among the candidates within `max_loss` of the best accuracy that
    are significantly better than always predicting the majority class.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,10 +33,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from forget.errors import InputError
+from forget.evaluation.stats import (
+    accuracy,
+    balanced_accuracy,
+    beats_baseline,
+    majority_share,
+    single_class_shards,
+    steps_per_shard,
+    wilson_interval,
+)
 from forget.workspace.config import AGGREGATIONS, TrainingSettings
 from sisa.placement import PlacementMode, place
 from sisa.schedule import Schedule
-from sisa.store import CheckpointStore
+from sisa.store import MemoryStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,8 +53,6 @@ if TYPE_CHECKING:
     from sisa.trainer import TrainingConfig
 
 PLAN_FORMAT = "forget/plan/v1"
-
-Z95 = 1.959963984540054
 
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 IntArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -56,22 +62,6 @@ Progress = Callable[[str], None]
 
 class PlanError(InputError):
     """A plan that cannot be made or read as given (exit 2)."""
-
-
-class MemoryStore(CheckpointStore):
-    """A checkpoint store in memory: a plan's models live only as long as the plan is being made."""
-
-    def __init__(self) -> None:
-        super().__init__(Path("/nonexistent"))
-        self._blobs: dict[str, bytes] = {}
-
-    def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        self._blobs[digest] = data
-        return digest
-
-    def get(self, digest: str) -> bytes:
-        return self._blobs[digest]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,36 +161,13 @@ def simulate(
         model = load_model(store.get(digests[-1]), config, shard, shape, classes)
         out.append(predict_proba(model, evaluate_on, cpu))
     elapsed = time.perf_counter() - started
-    median = float(np.median(sizes)) if sizes else 0.0
     return Simulation(
         probabilities=np.stack(out),
         shard_records=tuple(sizes),
         train_s=elapsed,
         retrain_share=expected_retrain_share(subject_keys, placed, shards, slices),
-        steps_per_shard=median * config.epochs / config.batch_size,
+        steps_per_shard=steps_per_shard(sizes, config.epochs, config.batch_size),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Scores
-# ---------------------------------------------------------------------------------------------
-
-
-def balanced_accuracy(predicted: IntArray, labels: IntArray, classes: int) -> float:
-    """The mean of the per-class recalls, over the classes present in `labels`."""
-    recalls = [float((predicted[labels == c] == c).mean()) for c in range(classes) if (labels == c).any()]
-    return float(np.mean(recalls)) if recalls else 0.0
-
-
-def majority_share(labels: IntArray, classes: int) -> float:
-    """The accuracy of always predicting the most frequent class of `labels`."""
-    return float(np.bincount(labels, minlength=classes).max() / labels.size) if labels.size else 0.0
-
-
-def wilson(successes: int, trials: int) -> tuple[float, float]:
-    from forget.evaluation.evaluate import wilson_interval
-
-    return wilson_interval(successes, trials)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,8 +554,7 @@ def make_plan(
                     )
                     predicted = aggregate(sim.probabilities, aggregation)
                     correct = int((predicted == y_val).sum())
-                    low, high = wilson(correct, int(y_val.size))
-                    single = sum(1 for p in sim.probabilities if np.unique(p.argmax(axis=1)).size == 1)
+                    low, high = wilson_interval(correct, int(y_val.size))
                     results.append(
                         CandidateResult(
                             shards=shards,
@@ -603,10 +569,10 @@ def make_plan(
                             rows=int(y_val.size),
                             accuracy_low=low,
                             accuracy_high=high,
-                            accuracy_vote=float((aggregate(sim.probabilities, Aggregation.VOTE) == y_val).mean()),
-                            accuracy_mean=float((aggregate(sim.probabilities, Aggregation.MEAN) == y_val).mean()),
+                            accuracy_vote=accuracy(aggregate(sim.probabilities, Aggregation.VOTE), y_val),
+                            accuracy_mean=accuracy(aggregate(sim.probabilities, Aggregation.MEAN), y_val),
                             balanced_accuracy=balanced_accuracy(predicted, y_val, classes),
-                            single_class_shards=single,
+                            single_class_shards=len(single_class_shards(sim.probabilities)),
                             retrain_share=sim.retrain_share,
                             train_s=round(sim.train_s, 3),
                             erase_s=round(sim.retrain_share * sim.train_s * scale, 3),
@@ -648,14 +614,6 @@ def _warm_up() -> None:
     from sisa.optim import EagerAdam
 
     EagerAdam([torch.zeros(1, requires_grad=True)])
-
-
-def beats_baseline(correct: int, rows: int, baseline: float) -> bool:
-    """One-sided binomial (normal approximation with continuity correction) test at 2.5%: accuracy > baseline."""
-    if baseline >= 1:
-        return False
-    sd = math.sqrt(rows * baseline * (1 - baseline))
-    return correct - 0.5 > rows * baseline + Z95 * sd
 
 
 def recommend(

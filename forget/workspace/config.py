@@ -103,13 +103,16 @@ def layout_problems(shards: int, slices: int) -> list[str]:
 
 
 class ExecutorKind(StrEnum):
+    """The built-in executors; `[executor] kind` may also name one a plugin registers (sisa.executor)."""
+
     LOCAL = "local"
     DASK = "dask"
 
 
 @dataclass(frozen=True)
 class ExecutorSettings:
-    kind: ExecutorKind = ExecutorKind.LOCAL
+    kind: str = "local"
+    """A registered executor's name (sisa.executor): local, dask, or one a plugin registers."""
     scheduler: str = ""
     """tcp://HOST:PORT of a Dask scheduler, for kind = "dask"."""
     gpu: bool = False
@@ -179,7 +182,7 @@ class WorkspaceConfig:
                 **({"organisation": self.organisation} if self.organisation is not None else {}),
             },
             "executor": {
-                "kind": self.executor.kind.value,
+                "kind": str(self.executor.kind),
                 "scheduler": self.executor.scheduler,
                 "gpu": self.executor.gpu,
                 "retries": self.executor.retries,
@@ -233,7 +236,7 @@ class WorkspaceConfig:
                     aggregation=str(tr.get("aggregation", "vote")),
                 ),
                 executor=ExecutorSettings(
-                    kind=ExecutorKind(ex.get("kind", "local")),
+                    kind=str(ex.get("kind", "local")),
                     scheduler=str(ex.get("scheduler", "")),
                     gpu=bool(ex.get("gpu", False)),
                     retries=int(ex.get("retries", 2)),
