@@ -15,9 +15,9 @@ slice each erased subject sits in) is the same on every run. The script then
 1. creates a workspace (shards x slices), ingests the training split and trains every shard
    (`full_train_s`: the cost of retraining everything, which is what a naive erasure costs);
 2. evaluates the ensemble on the test split (`ensemble_accuracy`, majority vote);
-3. erases seeded random subjects one at a time, timing each `erase` call (delete the records, drop
-   and purge the checkpoints that saw them, rewind the shard, retrain) (`erase_one_subject_s`, the
-   median);
+3. erases seeded random subjects one at a time the way `forget run` does, filing a request and
+   timing each `run_job` call (delete the records, drop and purge the checkpoints that saw them,
+   rewind the shard, retrain, complete, sign and certify) (`erase_one_subject_s`, the median);
 4. times the fixed cost of an erasure (`fixed_cost_s`) the way an operator pays it: in a fresh copy
    of the workspace, a real `forget request` + `forget run --json` process erasing one more subject;
    the fixed cost is the `run` process's wall time minus that of the same job run by `run_job` in
@@ -59,7 +59,7 @@ import torch
 from forget.data.ingest import ColumnChoice, ingest_file
 from forget.erasure.job import run_job
 from forget.erasure.requests import file_request
-from forget.erasure.rewind import erase, plan_erasure, subject_records
+from forget.erasure.rewind import plan_erasure, subject_records
 from forget.evaluation.evaluate import evaluate_utility
 from forget.training.train import plan_training, train
 from forget.workspace.config import TrainingSettings
@@ -104,7 +104,7 @@ ws = open_workspace(Path(sys.argv[1]))
 plan = plan_erasure(ws, subject_records(ws, [sys.argv[2]]))
 rewind = plan.rewinds[0]
 t2 = time.perf_counter()
-# What `erase` does next: load the shard's remaining records (here all of them: nothing is deleted)
+# What `forget run` does next: load the shard's remaining records (here all of them: nothing is deleted)
 # and the last clean checkpoint, then build the model and restore its state.
 existing = ws.datastore.checkpoint_map()
 task = shard_task(ws, ShardPlan(rewind.shard, rewind.from_slice))
@@ -409,8 +409,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for subject in to_erase:
         started = time.perf_counter()
         plan = plan_erasure(sisa, subject_records(sisa, [subject]))
+        file_request(sisa, subject)
+        trained: list[object] = []
         planned, cpu_started = time.perf_counter(), time.process_time()
-        result = erase(sisa, plan, device="cpu")
+        summary = run_job(sisa, device="cpu", on_slice=trained.append)
         finished, cpu_finished = time.perf_counter(), time.process_time()
         rewind = plan.rewinds[0]
         erasures.append(
@@ -418,8 +420,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "subject": subject,
                 "shard": rewind.shard,
                 "from_slice": rewind.from_slice,
-                "slices_retrained": sum(len(d) for d in result.retrained.values()),
-                "purged": len(result.purged),
+                "slices_retrained": len(trained),
+                "purged": summary.checkpoints_purged,
                 "ideal_speedup": round(1 / retrain_share(rewind.from_slice, args.shards, args.slices), 2),
                 "plan_s": round(planned - started, 4),
                 "erase_s": round(finished - planned, 4),

@@ -15,9 +15,9 @@ model, epochs and learning rate), then measures
 - `members_auc`: the loss attack's AUC, training records against held-out ones (forget.evaluation.evaluate),
   which shows how much each configuration leaks membership before any erasure;
 - `train_s`: training every shard from scratch (what a naive erasure costs);
-- `erase_median_s`: the median wall time of erasing one subject (`plan_erasure` + `erase`: delete,
-  purge the checkpoints that saw them, rewind, retrain), over `--erasures` seeded random subjects
-  erased one after the other;
+- `erase_median_s`: the median wall time of erasing one subject the way `forget run` does
+  (`file_request` + `run_job`: delete, purge the checkpoints that saw them, rewind, retrain,
+  complete, sign and certify), over `--erasures` seeded random subjects erased one after the other;
 - `speedup`: the 1 x 1 configuration's training time (retraining a monolithic model) over the
   median erasure time.
 
@@ -55,7 +55,8 @@ import torch
 
 from forget.data.ingest import ColumnChoice, ingest_file
 from forget.demo import write_digits_csv
-from forget.erasure.rewind import erase, plan_erasure, subject_records
+from forget.erasure.job import run_job
+from forget.erasure.requests import file_request
 from forget.evaluation.evaluate import Attack, Comparison, evaluate
 from forget.training.train import plan_training, train
 from forget.workspace.config import TrainingSettings
@@ -190,10 +191,12 @@ def measure(
     erase_s: list[float] = []
     retrained: list[int] = []
     for subject in random.Random(args.seed).sample(split.subjects, args.erasures):
+        file_request(workspace, subject)
+        trained: list[object] = []
         started = time.perf_counter()
-        result = erase(workspace, plan_erasure(workspace, subject_records(workspace, [subject])), device=args.device)
+        run_job(workspace, device=args.device, on_slice=trained.append)
         erase_s.append(time.perf_counter() - started)
-        retrained.append(sum(len(d) for d in result.retrained.values()))
+        retrained.append(len(trained))
     log(f"{shards:>2} x {slices:>2}: erasing one subject takes {statistics.median(erase_s):.2f} s (median)")
     return {
         "shards": shards,

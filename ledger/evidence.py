@@ -409,7 +409,7 @@ class ErasurePlanned(_Entry):
 
     KIND: ClassVar[EntryKind] = EntryKind.ERASURE_PLANNED
     request_id: str | None
-    """None only for `forget.erasure.rewind.erase`, which erases records without a request (tests, benchmarks)."""
+    """None only in ledgers written before every erasure went through a request (an older `erase()`)."""
     run_id: str
     records: int
     rewinds: tuple[PlannedRewind, ...]
@@ -540,7 +540,7 @@ class CheckpointRecorded(_Entry):
 
 @dataclass(frozen=True)
 class ErasureRetrained(_Entry):
-    """`forget.erasure.rewind.erase` only: the new checkpoints of each rewound shard."""
+    """Written only by an older `erase()` (no longer in forget); kept so that older ledgers still decode."""
 
     KIND: ClassVar[EntryKind] = EntryKind.ERASURE_RETRAINED
     run_id: str

@@ -1,30 +1,26 @@
-"""The unlearning engine: erase records, rewind their shards, retrain, purge what saw them."""
+"""What an erasure does to the data and the lineage: plan the rewinds, delete and drop, log the purge.
+
+`forget.erasure.job` is the one path that calls it (`forget run`, and every test and benchmark of
+an erasure): a request's records go with its plan's ledger entry in one transaction, and the
+purge entry states which stale checkpoints are really gone.
+"""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from sqlalchemy.engine import Connection
 
 from forget.errors import ErasureError
-from forget.store.checkpoints import checkpoint_store, purge_unreferenced
-from forget.training.lineage import sign_head, slice_manifests
-from forget.training.train import plan_training, train
+from forget.store.checkpoints import checkpoint_store
+from forget.training.lineage import slice_manifests
 from forget.workspace.core import Workspace
-from ledger.evidence import CheckpointsPurged, EntryKind, ErasurePlanned, ErasureRetrained, PlannedRewind
+from ledger.evidence import CheckpointsPurged, EntryKind, ErasurePlanned, PlannedRewind
 from sisa.placement import Placement
 from sisa.unlearning import ShardRewind, plan_rewinds
 
-if TYPE_CHECKING:
-    from sisa.trainer import TrainedSlice
-
-
 ERASURE_PLANNED = EntryKind.ERASURE_PLANNED.value
 ERASURE_PURGED = EntryKind.ERASURE_PURGED.value
-ERASURE_RETRAINED = EntryKind.ERASURE_RETRAINED.value
 
 
 @dataclass(frozen=True)
@@ -39,19 +35,9 @@ class ErasurePlan:
 class RequestPart:
     """One request's share of a batch erasure: how many of its records, in which shards."""
 
-    request_id: str | None
-    """None for `erase`, which erases records that no request named (tests, benchmarks)."""
+    request_id: str
     records: int
     shards: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class ErasureResult:
-    plan: ErasurePlan
-    purged: tuple[str, ...]
-    """Checkpoint digests deleted because they had seen an erased record."""
-    retrained: dict[int, list[str]]
-    """Per rewound shard, the new checkpoint digests from its rewind slice to its last."""
 
 
 def plan_erasure(workspace: Workspace, record_keys: Sequence[str]) -> ErasurePlan:
@@ -72,11 +58,10 @@ def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[st
     return [record for records in workspace.datastore.records_of_subjects(keys).values() for record in records]
 
 
-def delete_and_rewind(
-    workspace: Workspace, connection: Connection, plan: ErasurePlan, run_id: str, parts: Sequence[RequestPart]
-) -> list[str]:
-    """In the caller's transaction: delete the records, drop the checkpoints that saw them, and log
-    one erasure.planned per request and the changed slice manifests, with the deletion.
+def delete_and_rewind(workspace: Workspace, plan: ErasurePlan, run_id: str, parts: Sequence[RequestPart]) -> list[str]:
+    """In one transaction: delete the records, drop the checkpoints that saw them, record each
+    request's share in its row, and log one erasure.planned per request and the changed slice
+    manifests, with the deletion.
 
     Each request's entry names only its own records and the rewinds of its own shards, so that
     its certificate discloses nothing of the other requests in the batch. A shard whose training
@@ -85,29 +70,36 @@ def delete_and_rewind(
     purging once the transaction has committed.
     """
     store = workspace.datastore
-    before = store.checkpoint_map(connection)
     slices = workspace.config.slices
-    store.delete_records(connection, plan.record_keys)
-    stale: list[str] = []
-    rewinds: dict[int, PlannedRewind] = {}
-    for rewind in plan.rewinds:
-        trained = next((s for s in range(slices) if (rewind.shard, s) not in before), slices)
-        start = min(rewind.from_slice, trained)
-        dropped = store.drop_checkpoints(connection, rewind.shard, start)
-        stale.extend(dropped)
-        rewinds[rewind.shard] = PlannedRewind(
-            shard=rewind.shard,
-            from_slice=start,
-            restored_checkpoint=before.get((rewind.shard, start - 1)),
-            checkpoint_before=before.get((rewind.shard, slices - 1)),
-            stale_checkpoints=tuple(sorted(set(dropped))),
-        )
-    planned = [
-        ErasurePlanned(part.request_id, run_id, part.records, tuple(rewinds[s] for s in sorted(part.shards))).entry()
-        for part in parts
-    ]
-    manifests = slice_manifests(workspace, connection, plan.slices)
-    workspace.ledger.append(connection, [*planned, *manifests])
+    with store.transaction() as connection:
+        for part in parts:
+            store.update_request(
+                connection, part.request_id, records_erased=part.records, shards=json.dumps(list(part.shards))
+            )
+        before = store.checkpoint_map(connection)
+        store.delete_records(connection, plan.record_keys)
+        stale: list[str] = []
+        rewinds: dict[int, PlannedRewind] = {}
+        for rewind in plan.rewinds:
+            trained = next((s for s in range(slices) if (rewind.shard, s) not in before), slices)
+            start = min(rewind.from_slice, trained)
+            dropped = store.drop_checkpoints(connection, rewind.shard, start)
+            stale.extend(dropped)
+            rewinds[rewind.shard] = PlannedRewind(
+                shard=rewind.shard,
+                from_slice=start,
+                restored_checkpoint=before.get((rewind.shard, start - 1)),
+                checkpoint_before=before.get((rewind.shard, slices - 1)),
+                stale_checkpoints=tuple(sorted(set(dropped))),
+            )
+        planned = [
+            ErasurePlanned(
+                part.request_id, run_id, part.records, tuple(rewinds[s] for s in sorted(part.shards))
+            ).entry()
+            for part in parts
+        ]
+        manifests = slice_manifests(workspace, connection, plan.slices)
+        workspace.ledger.append(connection, [*planned, *manifests])
     return stale
 
 
@@ -120,33 +112,3 @@ def purged_entry(workspace: Workspace, run_id: str, stale: Sequence[str]) -> Che
     """
     store = checkpoint_store(workspace)
     return CheckpointsPurged(run_id, tuple(sorted(digest for digest in set(stale) if digest not in store)))
-
-
-def erase(
-    workspace: Workspace,
-    plan: ErasurePlan,
-    device: str = "auto",
-    on_slice: Callable[[TrainedSlice], None] | None = None,
-) -> ErasureResult:
-    """Delete the records and the checkpoints that saw them in one transaction, then retrain.
-
-    The ledger entry of the plan commits with the deletion, so no record is erased without its
-    record. Checkpoint files go before retraining starts: if the job dies mid-retrain, nothing
-    that saw an erased record survives, and `forget train` resumes from the last clean checkpoint.
-    """
-    store = workspace.datastore
-    run_id = f"erase_{secrets.token_hex(8)}"
-    part = RequestPart(None, len(plan.record_keys), tuple(r.shard for r in plan.rewinds))
-    with store.engine.begin() as connection:
-        stale = delete_and_rewind(workspace, connection, plan, run_id, [part])
-    purged = purge_unreferenced(workspace, stale)
-    gone = purged_entry(workspace, run_id, stale)
-    with store.engine.begin() as connection:
-        workspace.ledger.append(connection, [gone.entry()])
-    plans = plan_training(workspace, [rewind.shard for rewind in plan.rewinds])
-    retrained = train(workspace, plans, device=device, on_slice=on_slice)
-    with store.engine.begin() as connection:
-        summary = ErasureRetrained(run_id, {shard: tuple(digests) for shard, digests in retrained.items()})
-        workspace.ledger.append(connection, [summary.entry()])
-    sign_head(workspace)
-    return ErasureResult(plan, tuple(purged), retrained)

@@ -8,11 +8,8 @@ naming the shard and slice.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from forget.training.trust import (
 )
 from forget.workspace.core import open_workspace
 from ledger.log import Entry
+from tests import crashing_job
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 
@@ -150,9 +148,9 @@ def test_slices_an_erasure_dropped_are_not_resurrected(tmp_path: Path, database_
     before = checkpoint_map(ws)
     for subject in ERASED:
         cli("-w", ws, "request", "--subject-id", subject)
-    command = [sys.executable, "-m", "cli", "-w", str(ws), "run", "--device", "cpu"]
-    killed = subprocess.run(command, env={**os.environ, "FORGET_CRASH_AT": "erased"}, capture_output=True, check=False)
-    assert killed.returncode == -signal.SIGKILL
+    killed = crashing_job.start(ws, "erased")
+    _, killed_err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed_err
     dropped = sorted(set(before) - set(checkpoint_map(ws)))
     assert dropped
     for shard, slice_ in dropped:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from forget.erasure.job import Step
 from forget.workspace.core import open_workspace
 from forget.workspace.lock import job_lock
+from tests import crashing_job
 from tests.conftest import write_rows, write_tabular_csv
 from tests.helpers import cli, cli_json, init_args
 
@@ -122,7 +124,7 @@ def check_resumed(ws: Path, expected: dict[tuple[int, int], str], tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", ["started", "erased", "purged", "retraining", "retrained", "completed"])
+@pytest.mark.parametrize("step", [s.value for s in Step])
 def test_a_job_killed_at_any_step_resumes_to_the_same_models(
     tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]], step: str
 ) -> None:
@@ -133,9 +135,9 @@ def test_a_job_killed_at_any_step_resumes_to_the_same_models(
     shutil.copytree(source, ws)
     for subject in ERASED[:-1]:
         cli("-w", ws, "request", "--subject-id", subject)
-    killed = forget_process(ws, "run", "--device", "cpu", env={"FORGET_CRASH_AT": step})
-    killed.communicate(timeout=120)
-    assert killed.returncode == -signal.SIGKILL
+    killed = crashing_job.start(ws, step)
+    _, killed_err = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed_err
     cli("-w", ws, "request", "--subject-id", ERASED[-1])
     resumed = forget_process(ws, "run", "--device", "cpu", "--json")
     out, err = resumed.communicate(timeout=180)
@@ -177,6 +179,20 @@ def test_a_job_killed_at_random_moments_resumes_to_the_same_models(
         pytest.skip("every run finished before its kill: this machine is faster than the delays assume")
 
 
+@pytest.mark.slow
+def test_forget_run_reads_no_fault_from_the_environment(tmp_path: Path, records: list[dict[str, str]]) -> None:
+    """Faults are a seam the crash tests pass to `run_job` (tests/crashing_job.py): the variables
+    the job once obeyed do nothing to a production `forget run`."""
+    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    cli("-w", ws, "request", "--subject-id", ERASED[0])
+    faults = {"FORGET_CRASH_AT": "started", "FORGET_PAUSE_AT": f"started:{tmp_path / 'never'}"}
+    started = time.monotonic()
+    done = forget_process(ws, "run", "--device", "cpu", "--json", env=faults)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    assert len(json.loads(out)["completed"]) == 1 and time.monotonic() - started < 50
+
+
 def test_what_a_killed_training_wrote_but_never_recorded_is_removed_by_the_next_train(
     tmp_path: Path, records: list[dict[str, str]]
 ) -> None:
@@ -201,7 +217,7 @@ def test_two_jobs_at_once_exactly_one_works(tmp_path: Path, records: list[dict[s
     assert cli_json("-w", ws, "status")["requests"][0]["state"] == "pending"
     # Two real processes: the first pauses inside the job; the second starts and is refused.
     release = tmp_path / "release"
-    first = forget_process(ws, "run", "--device", "cpu", env={"FORGET_PAUSE_AT": f"started:{release}"})
+    first = crashing_job.start(ws, "started", pause_until=release)
     deadline = time.monotonic() + 60
     while cli_json("-w", ws, "status")["requests"][0]["state"] != "running":
         assert time.monotonic() < deadline and first.poll() is None
