@@ -23,7 +23,7 @@ from forget.audit.ledger_view import verify as verify_ledger
 from forget.data.ingest import ColumnChoice, ingest_file
 from forget.erasure.job import run_job
 from forget.erasure.requests import file_request
-from forget.errors import ForgetError
+from forget.errors import MissingExtraError
 from forget.evaluation.evaluate import evaluate_utility
 from forget.training.train import plan_training, train
 from forget.workspace.config import TrainingSettings
@@ -39,7 +39,7 @@ def write_digits_csv(train_path: Path, test_path: Path, test_every: int = 5) -> 
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:
-        raise ForgetError("the demo needs scikit-learn's bundled data: pip install 'forget[demo]'") from error
+        raise MissingExtraError("the demo needs scikit-learn's bundled data: pip install 'forget[demo]'") from error
     digits = load_digits()
     header = ["writer", *(f"px{i}" for i in range(64)), "digit"]
     with train_path.open("w", newline="") as train_file, test_path.open("w", newline="") as test_file:

@@ -1,4 +1,9 @@
-"""Certificate errors: every failure names what did not check out."""
+"""Certificate errors: every failure names what did not check out.
+
+Both are `LedgerError`s, the root `forget-verify` catches: a `CertificateError` is a failed
+verification (exit 1), a `CertificateFormatError` a file that is not what it should be (exit 2).
+The `forget` command gets them translated into its own families by `forget.errors.translated()`.
+"""
 
 from __future__ import annotations
 

@@ -39,26 +39,26 @@ class InclusionProof:
 
 
 def latest_note(workspace: Workspace) -> str:
-    with workspace.datastore.engine.connect() as connection:
-        head = store.latest_head(connection)
+    with workspace.datastore.snapshot() as tx:
+        head = store.latest_head(tx)
     if head is None:
         raise LedgerError("the ledger has no signed head yet: ingest or train first")
     return head.note
 
 
 def entries(workspace: Workspace, kind: str | None = None) -> Iterator[Entry]:
-    with workspace.datastore.engine.connect() as connection:
-        yield from workspace.ledger.entries(connection, kind=kind)
+    with workspace.datastore.snapshot() as tx:
+        yield from workspace.ledger.entries(tx, kind=kind)
 
 
 def prove(workspace: Workspace, index: int, tree_size: int | None = None) -> InclusionProof:
     """An inclusion proof, checked against the root before it is handed out."""
-    with workspace.datastore.engine.connect() as connection:
-        proof, size = workspace.ledger.inclusion(connection, index, tree_size)
-        stored = store.read_entry(connection, index)
+    with workspace.datastore.snapshot() as tx:
+        proof, size = workspace.ledger.inclusion(tx, index, tree_size)
+        stored = store.read_entry(tx, index)
         assert stored is not None
-        root = store.root(connection, size)
-        head = next((h for h in store.all_heads(connection) if h.size == size), None)
+        root = store.root(tx, size)
+        head = next((h for h in store.all_heads(tx) if h.size == size), None)
     leaf = merkle.leaf_hash(stored.entry)
     merkle.verify_inclusion(leaf, index, size, proof, root)
     if head is not None and head.root_hash != root:
@@ -75,8 +75,8 @@ def export(workspace: Workspace, out: IO[str]) -> int:
     and the root from this file alone; `entry` repeats them as JSON for reading.
     """
     count = 0
-    with workspace.datastore.engine.connect() as connection:
-        for stored in store.read_entries(connection):
+    with workspace.datastore.snapshot() as tx:
+        for stored in store.read_entries(tx):
             line = {
                 "index": stored.seq,
                 "kind": stored.kind,
@@ -94,24 +94,24 @@ def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
     that the mutable tables agree with it: each checkpoints row is the lineage's current checkpoint
     and each requests row what its request entries say (one snapshot for all of it)."""
     ledger, datastore = workspace.ledger, workspace.datastore  # opened first: they may read the database
-    with datastore.snapshot() as connection:
-        report = ledger.verify(connection)
+    with datastore.snapshot() as tx:
+        report = ledger.verify(tx)
         if kept_head is not None:
-            ledger.verify_against(connection, kept_head)
-        verify_checkpoint_table(workspace, connection)
-        reconcile_requests(workspace, connection)
+            ledger.verify_against(tx, kept_head)
+        verify_checkpoint_table(workspace, tx)
+        reconcile_requests(workspace, tx)
     return report
 
 
 def consistency_bundle(workspace: Workspace, old_size: int) -> dict[str, Any]:
     """The latest signed head and a proof that it extends the tree of `old_size` (RFC 9162 2.1.4)."""
-    with workspace.datastore.engine.connect() as connection:
-        head = store.latest_head(connection)
+    with workspace.datastore.snapshot() as tx:
+        head = store.latest_head(tx)
         if head is None:
             raise LedgerError("the ledger has no signed head yet")
         if not 0 < old_size <= head.size:
             raise LedgerError(f"--consistency-from must be between 1 and the head's size {head.size}")
-        proof = store.consistency_proof(connection, old_size, head.size)
+        proof = store.consistency_proof(tx, old_size, head.size)
     return {"note": head.note, "consistency_from": old_size, "consistency_proof": [h.hex() for h in proof]}
 
 

@@ -4,6 +4,8 @@ The certificate says which checkpoints the rewound shards ended with. Replaying 
 shards from initialisation (not from any checkpoint) on the records the workspace holds now; if
 the erasure was exact, every digest comes out equal. It also re-hashes the stored checkpoint
 files, so a file altered on disk shows up even where the replayed digest matches the record.
+A replay that does not reproduce raises `NotReproducedError`, which carries the report: there is
+no verdict for a caller to forget to check.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from forget.erasure.certify import certificate_path
-from forget.errors import InputError
+from forget.errors import InputError, VerificationFailedError
 from forget.store.checkpoints import checkpoint_store
 from forget.training.train import ShardPlan, shard_task, training_config
 from forget.training.trust import CheckpointLineageError, current_checkpoints, read_checkpoint
@@ -50,7 +52,27 @@ class ReplayReport:
         }
 
 
+class NotReproducedError(VerificationFailedError):
+    """The replayed models differ from the certificate's, or a stored checkpoint is corrupt; `report` says where."""
+
+    def __init__(self, report: ReplayReport) -> None:
+        count = len(report.mismatches)
+        super().__init__(
+            f"{report.request_id} was not reproduced: {count} mismatch{'es' if count != 1 else ''}"
+            f" (a changed or corrupt checkpoint, or an erasure that was not exact)"
+        )
+        self.report = report
+
+
 def replay(workspace: Workspace, request_id: str, device: str = "cpu") -> ReplayReport:
+    """Replay the request's erasure; raises `NotReproducedError` unless every digest is reproduced."""
+    report = _replay(workspace, request_id, device)
+    if not report.reproduced:
+        raise NotReproducedError(report)
+    return report
+
+
+def _replay(workspace: Workspace, request_id: str, device: str) -> ReplayReport:
     from sisa.device import resolve_device
     from sisa.store import CheckpointStore
     from sisa.trainer import train_shard

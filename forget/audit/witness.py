@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from forget.errors import InputError
 from forget.workspace.config import WitnessSettings
 from forget.workspace.core import Workspace
@@ -142,21 +140,20 @@ def collect_cosignatures(workspace: Workspace) -> list[CosignOutcome]:
         raise LedgerError("witnesses need an anchor ([ledger] anchor in forget.toml)")
     contents = ledger.read_anchor()
     outcomes = []
-    with workspace.datastore.engine.connect() as connection:
-        for settings in workspace.config.witnesses:
-            key = _witness_key(settings)
-            done = [h.size for h in contents.heads if not _missing(key, h, contents)]
-            round_ = _Round(settings, key, max(done, default=0))
-            problem, refused = _cosign_heads(workspace, connection, round_, contents)
-            left = [h.size for h in contents.heads if h.size not in round_.cosigned and _missing(key, h, contents)]
-            if problem is not None:
-                logger.warning(
-                    "witness %s: %s; heads %s are not cosigned by it (run `forget ledger cosign` later)",
-                    key.name,
-                    problem,
-                    ", ".join(map(str, left)) or "none",
-                )
-            outcomes.append(CosignOutcome(key.name, tuple(round_.cosigned), tuple(left), problem, refused))
+    for settings in workspace.config.witnesses:
+        key = _witness_key(settings)
+        done = [h.size for h in contents.heads if not _missing(key, h, contents)]
+        round_ = _Round(settings, key, max(done, default=0))
+        problem, refused = _cosign_heads(workspace, round_, contents)
+        left = [h.size for h in contents.heads if h.size not in round_.cosigned and _missing(key, h, contents)]
+        if problem is not None:
+            logger.warning(
+                "witness %s: %s; heads %s are not cosigned by it (run `forget ledger cosign` later)",
+                key.name,
+                problem,
+                ", ".join(map(str, left)) or "none",
+            )
+        outcomes.append(CosignOutcome(key.name, tuple(round_.cosigned), tuple(left), problem, refused))
     return outcomes
 
 
@@ -165,14 +162,21 @@ def collect_pending(workspace: Workspace) -> list[CosignOutcome]:
     database (after checking it), then collect the cosignatures that are missing."""
     ledger = workspace.ledger
     if ledger.anchor is not None:
-        with workspace.datastore.engine.connect() as connection:
-            ledger.anchor_pending(connection)
+        with workspace.datastore.snapshot() as tx:
+            ledger.anchor_pending(tx)
     return collect_cosignatures(workspace)
 
 
-def _cosign_heads(
-    workspace: Workspace, connection: Connection, round_: _Round, contents: AnchorContents
-) -> tuple[str | None, bool]:
+def _proof(workspace: Workspace, old_size: int, size: int) -> list[bytes]:
+    """A consistency proof read in a snapshot of its own: no transaction (on SQLite, no write lock)
+    is held while a witness is asked; the hashes of an append-only log's complete subtrees never change."""
+    if not old_size:
+        return []
+    with workspace.datastore.snapshot() as tx:
+        return store.consistency_proof(tx, old_size, size)
+
+
+def _cosign_heads(workspace: Workspace, round_: _Round, contents: AnchorContents) -> tuple[str | None, bool]:
     """Submit the heads after `round_.known` in order; returns (problem, refused)."""
     anchor = workspace.ledger.anchor
     assert anchor is not None
@@ -182,7 +186,7 @@ def _cosign_heads(
             continue
         retried = False
         while True:
-            proof = store.consistency_proof(connection, round_.known, head.size) if round_.known else []
+            proof = _proof(workspace, round_.known, head.size)
             request = AddCheckpoint(round_.known, tuple(proof), head.note)
             try:
                 answer = submit_checkpoint(round_.settings.url, request, workspace.config.witness_timeout)
