@@ -32,6 +32,13 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def request_id_of(payload: Mapping[str, Any]) -> str | None:
+    """The request an entry belongs to, as the store indexes it: the payload's `request_id` when it
+    is a string. Migration 0004 applied the same rule to the entries logged before it."""
+    value = payload.get("request_id")
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class Entry:
     """One leaf: its bytes are the RFC 8785 form of {v, index, kind, time, payload}."""
@@ -105,7 +112,7 @@ class Ledger:
         stamp = time or utc_now()
         first = store.size(connection)
         made = [Entry(first + i, kind, stamp, payload) for i, (kind, payload) in enumerate(items)]
-        rows = [(e.kind, e.time, e.encode()) for e in made]
+        rows = [(e.kind, e.time, e.encode(), request_id_of(e.payload)) for e in made]
         if self.anchor is not None and rows:
             # Before the batch commits: an entry in the database with no such record was not ours.
             self.anchor.append([append_record(first, [merkle.leaf_hash(row[2]) for row in rows])])
@@ -268,9 +275,36 @@ class Ledger:
 
     # -- reading --------------------------------------------------------------------------
 
-    def entries(self, connection: Connection, kind: str | None = None, start: int = 0) -> Iterator[Entry]:
-        for stored in store.read_entries(connection, kind=kind, start=start):
-            yield Entry.decode(stored.entry)
+    def entries(
+        self,
+        connection: Connection,
+        kind: str | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[Entry]:
+        """Entries of indices start..stop-1 in order, of one kind if given; see `stored_entries`."""
+        for _, entry in self.stored_entries(connection, kind, start, stop, request_id):
+            yield entry
+
+    def stored_entries(
+        self,
+        connection: Connection,
+        kind: str | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[tuple[store.StoredEntry, Entry]]:
+        """Each entry as stored (its bytes and leaf hash) and decoded. With `request_id`, the entries
+        of that request, read through the store's index and checked against their payloads: an
+        entry whose payload names another request raises `VerificationError`. Only an unbounded
+        read streams (in batches, a server-side cursor on PostgreSQL)."""
+        stream = stop is None and request_id is None
+        for stored in store.read_entries(connection, kind, start, stop, stream, request_id):
+            entry = Entry.decode(stored.entry)
+            if request_id is not None and request_id_of(entry.payload) != request_id:
+                raise VerificationError(f"entry {stored.seq}: its stored request id differs from its payload")
+            yield stored, entry
 
     def head(self, connection: Connection) -> store.StoredHead | None:
         return store.latest_head(connection)
@@ -403,6 +437,8 @@ def _check_entry(stored: store.StoredEntry, index: int, leaf: bytes) -> None:
         raise VerificationError(f"entry {index}: its stored index, kind or time differ from its payload")
     if leaf != stored.leaf_hash:
         raise VerificationError(f"entry {index} ({stored.kind}) was changed: its leaf hash does not match")
+    if stored.request_id != request_id_of(entry.payload):
+        raise VerificationError(f"entry {index} ({stored.kind}): its stored request id differs from its payload")
 
 
 def _match_anchored(heads: Sequence[store.StoredHead], anchored: Sequence[AnchoredHead]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,10 +24,23 @@ entries = sa.Table(
     "ledger_entries",
     metadata,
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("kind", sa.String(64), nullable=False, index=True),
+    sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("time", sa.String(40), nullable=False),
     sa.Column("entry", sa.LargeBinary, nullable=False),
     sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    # The payload's request id, copied at append time (`append`): the index that lets a
+    # certificate read its request's entries alone. Not covered by the leaf hash, so
+    # `Ledger.verify` checks it against the payload.
+    sa.Column("request_id", sa.Text, nullable=True),
+    # (kind, seq): a kind's entries in an index range read in order (migration 0004).
+    sa.Index("ix_ledger_entries_kind_seq", "kind", "seq"),
+    sa.Index(
+        "ix_ledger_entries_request_id",
+        "request_id",
+        "seq",
+        sqlite_where=sa.text("request_id IS NOT NULL"),
+        postgresql_where=sa.text("request_id IS NOT NULL"),
+    ),
 )
 
 nodes = sa.Table(
@@ -104,6 +118,8 @@ class StoredEntry:
     time: str
     entry: bytes
     leaf_hash: bytes
+    request_id: str | None = None
+    """The request id column (a copy of the payload's, for the index); None where it has none."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +240,9 @@ def consistency_proof(connection: Connection, old_size: int, tree_size: int) -> 
     return merkle.consistency_proof_from(old_size, tree_size, _Lookup(connection, recorder.ranges))
 
 
-def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> list[int]:
-    """Append (kind, time, entry bytes) rows and the subtree hashes they complete; returns their indices.
+def append(connection: Connection, rows: Sequence[tuple[str, str, bytes, str | None]]) -> list[int]:
+    """Append (kind, time, entry bytes, request id) rows and the subtree hashes they complete; returns
+    their indices. The request id is the payload's (`ledger.log.request_id_of`), copied for the index.
 
     Appending leaf i completes the perfect subtree of width 2^h ending at i for every h with
     2^h dividing i+1; its hash needs the left sibling, which is read once per batch at most.
@@ -235,13 +252,13 @@ def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> li
         connection.exec_driver_sql("LOCK TABLE ledger_entries IN SHARE ROW EXCLUSIVE MODE")
     start = size(connection)
     known: dict[tuple[int, int], bytes] = {}
-    entry_rows: list[tuple[int, str, str, bytes, bytes]] = []
+    entry_rows: list[tuple[int, str, str, bytes, bytes, str | None]] = []
     node_rows: list[tuple[int, int, bytes]] = []
-    for offset, (kind, time, entry) in enumerate(rows):
+    for offset, (kind, time, entry, request_id) in enumerate(rows):
         seq = start + offset
         leaf = merkle.leaf_hash(entry)
         known[(seq, seq + 1)] = leaf
-        entry_rows.append((seq, kind, time, entry, leaf))
+        entry_rows.append((seq, kind, time, entry, leaf, request_id))
         end, width, right = seq + 1, 1, leaf
         while end % (width * 2) == 0:
             left_range = (end - 2 * width, end - width)
@@ -259,8 +276,8 @@ def append(connection: Connection, rows: Sequence[tuple[str, str, bytes]]) -> li
         return list(range(start, start + len(entry_rows)))
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     if entry_rows:
-        columns = "seq, kind, time, entry, leaf_hash"
-        sql = f"INSERT INTO ledger_entries ({columns}) VALUES ({', '.join([mark] * 5)})"
+        columns = "seq, kind, time, entry, leaf_hash, request_id"
+        sql = f"INSERT INTO ledger_entries ({columns}) VALUES ({', '.join([mark] * 6)})"
         connection.exec_driver_sql(sql, entry_rows)
     if node_rows:
         connection.exec_driver_sql(
@@ -275,7 +292,7 @@ def _copy_rows(
     """PostgreSQL's COPY: half the time of a pipelined executemany. Row triggers still fire."""
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     for sql, rows in (
-        ("COPY ledger_entries (seq, kind, time, entry, leaf_hash) FROM STDIN", entry_rows),
+        ("COPY ledger_entries (seq, kind, time, entry, leaf_hash, request_id) FROM STDIN", entry_rows),
         ("COPY ledger_nodes (level, idx, hash) FROM STDIN", node_rows),
     ):
         if rows:
@@ -285,26 +302,37 @@ def _copy_rows(
 
 
 def read_entries(
-    connection: Connection, kind: str | None = None, start: int = 0, stop: int | None = None, stream: bool = True
+    connection: Connection,
+    kind: str | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    stream: bool = True,
+    request_id: str | None = None,
 ) -> Iterator[StoredEntry]:
     """Entries in order; `stream` reads them in batches (a server-side cursor on PostgreSQL, three
-    round trips, which a read of a few entries is better off without)."""
+    round trips, which a read of a few entries is better off without). With `request_id`, only the
+    entries whose request id column holds it, through its index: the column is a copy the leaf hash
+    does not cover, so a caller that relies on it checks the payload too."""
     query = sa.select(entries).where(entries.c.seq >= start).order_by(entries.c.seq)
     if stop is not None:
         query = query.where(entries.c.seq < stop)
     if kind is not None:
         query = query.where(entries.c.kind == kind)
+    if request_id is not None:
+        query = query.where(entries.c.request_id == request_id)
     # On the statement, not the connection: Connection.execution_options changes the connection in
     # place, and a later INSERT in the same transaction would then run as a server-side cursor.
     for row in connection.execute(query.execution_options(yield_per=5000) if stream else query):
-        yield StoredEntry(int(row.seq), row.kind, row.time, bytes(row.entry), bytes(row.leaf_hash))
+        yield _stored(row)
 
 
 def read_entry(connection: Connection, seq: int) -> StoredEntry | None:
     row = connection.execute(sa.select(entries).where(entries.c.seq == seq)).first()
-    if row is None:
-        return None
-    return StoredEntry(int(row.seq), row.kind, row.time, bytes(row.entry), bytes(row.leaf_hash))
+    return None if row is None else _stored(row)
+
+
+def _stored(row: sa.Row[Any]) -> StoredEntry:
+    return StoredEntry(int(row.seq), row.kind, row.time, bytes(row.entry), bytes(row.leaf_hash), row.request_id)
 
 
 def read_nodes_in_completion_order(connection: Connection) -> Iterator[tuple[int, int, bytes]]:

@@ -12,9 +12,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from forget.workspace.core import Workspace
 
 POSTGRES_ENV = "FORGET_TEST_POSTGRES_URL"
 
@@ -90,3 +94,11 @@ def second_database_url(database_url: str) -> Iterator[str]:
         yield "sqlite:///forget.db"
         return
     yield from _postgres_database()
+
+
+@pytest.fixture
+def fake_workspace(tmp_path: Path) -> Workspace:
+    """A workspace whose store and ledger live in memory (tests/fakes.py): no database, no torch."""
+    from tests.fakes import make_fake_workspace
+
+    return make_fake_workspace(tmp_path / "ws")

@@ -36,7 +36,7 @@ from forget.data.schema import (
 )
 from forget.errors import InputError
 from forget.store.checkpoints import purge_unreferenced
-from forget.store.datastore import StoredRecord
+from forget.store.interface import StoredRecord
 from forget.subjects.pseudonym import InvalidIdError, RecordKey
 from forget.training.lineage import INGESTED, sign_head, slice_manifests
 from forget.workspace.config import WorkspaceConfig
@@ -86,7 +86,7 @@ def read_table(path: Path, string_columns: list[str]) -> pa.Table:
     return table
 
 
-def _strings(table: pa.Table, column: str, path: Path, what: str) -> list[str]:
+def _strings(table: pa.Table, column: str, path: Path | str, what: str) -> list[str]:
     array = table.column(column)
     if array.null_count:
         row = int(pc.index(pc.is_null(array), True).as_py()) + 1
@@ -166,7 +166,7 @@ def hash_ids(table: pa.Table, column: str, path: Path, what: str, hash_id: Calla
     return keys
 
 
-def _numeric(table: pa.Table, column: FeatureColumn | str, path: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _numeric(table: pa.Table, column: FeatureColumn | str, path: Path | str) -> np.ndarray[Any, np.dtype[np.float64]]:
     name = column if isinstance(column, str) else column.name
     array = table.column(name)
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_boolean(array.type):
@@ -239,7 +239,9 @@ def infer_schema(
         raise InputError(f"{path}: the label column {choice.label!r}: {error}") from None
 
 
-def _numbers_in_range(table: pa.Table, column: FeatureColumn, path: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _numbers_in_range(
+    table: pa.Table, column: FeatureColumn, path: Path | str
+) -> np.ndarray[Any, np.dtype[np.float64]]:
     values = _numeric(table, column, path)
     beyond = first_out_of_range(values)
     if beyond is not None:
@@ -250,7 +252,7 @@ def _numbers_in_range(table: pa.Table, column: FeatureColumn, path: Path) -> np.
     return values
 
 
-def encode(table: pa.Table, schema: Schema, path: Path) -> np.ndarray[Any, np.dtype[np.float32]]:
+def encode(table: pa.Table, schema: Schema, path: Path | str) -> np.ndarray[Any, np.dtype[np.float32]]:
     """The rows' model inputs (float32); a category the schema does not keep goes to "other"."""
     blocks: list[np.ndarray[Any, Any]] = []
     for column in schema.features:
@@ -427,10 +429,10 @@ def _ingest_file(
 
     stale: list[str] = []
     try:
-        with store.engine.begin() as connection:
-            store.insert_records(connection, rows)
+        with store.transaction() as tx:
+            store.insert_records(tx, rows)
             workspace.ledger.append(
-                connection,
+                tx,
                 [
                     (
                         INGESTED,
@@ -441,12 +443,12 @@ def _ingest_file(
                             "schema_sha256": canonical_sha256(schema.to_dict()),
                         },
                     ),
-                    *slice_manifests(workspace, connection, ((r.shard, r.slice) for r in rows)),
+                    *slice_manifests(workspace, tx, ((r.shard, r.slice) for r in rows)),
                 ],
             )
             # Models trained before these records arrived no longer match the data: rewind them.
             for shard, first in earliest.items():
-                stale.extend(store.drop_checkpoints(connection, shard, first))
+                stale.extend(store.drop_checkpoints(tx, shard, first))
             if new_schema:
                 workspace.save_config(config.with_schema(schema))
     except BaseException:

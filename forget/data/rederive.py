@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 import tomli_w
 
 from forget.data.schema import (
@@ -43,7 +42,7 @@ from forget.data.schema import (
 )
 from forget.errors import InputError, WorkspaceError
 from forget.store.checkpoints import purge_unreferenced
-from forget.store.datastore import StoredRecord, records
+from forget.store.interface import StoredRecord
 from forget.subjects.pseudonym import RecordKey, SubjectKey
 from forget.training.lineage import INGESTED, slice_manifests
 from forget.workspace.core import Workspace
@@ -98,20 +97,18 @@ def _read_retained(workspace: Workspace, schema: Schema) -> _Retained:
     subjects: list[str] = []
     labels: list[int] = []
     blobs: list[bytes] = []
-    query = sa.select(records.c.record_key, records.c.subject_key, records.c.label, records.c.features).order_by(
-        records.c.record_key
-    )
-    with workspace.datastore.engine.connect() as connection:
-        for key, subject, label, blob in connection.execute(query.execution_options(yield_per=10_000)):
-            if len(blob) != 4 * width:
+    store = workspace.datastore
+    with store.snapshot() as tx:
+        for record in store.iter_records(tx):
+            if len(record.features) != 4 * width:
                 raise WorkspaceError(
-                    f"a stored record holds {len(blob) // 4} features where the schema in forget.toml has {width}:"
-                    " the schema is not the one the records were encoded with"
+                    f"a stored record holds {len(record.features) // 4} features where the schema in forget.toml"
+                    f" has {width}: the schema is not the one the records were encoded with"
                 )
-            keys.append(key)
-            subjects.append(subject)
-            labels.append(int(label))
-            blobs.append(bytes(blob))
+            keys.append(record.record_key)
+            subjects.append(record.subject_key)
+            labels.append(record.label)
+            blobs.append(record.features)
     features = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(keys), width)
     return _Retained(keys, subjects, np.asarray(labels, dtype=np.int64), features)
 
@@ -197,8 +194,8 @@ def rederive_after_erasure(workspace: Workspace, run_id: str | None = None) -> S
         changed=after != before,
     )
     if after == before:
-        with workspace.datastore.engine.begin() as connection:
-            workspace.ledger.append(connection, [entry.entry()])
+        with workspace.datastore.transaction() as tx:
+            workspace.ledger.append(tx, [entry.entry()])
         return SchemaCheck(False, after, before, len(retained.record_keys))
     changes = tuple(schema_changes(schema, new))
     _install(workspace, schema, new, retained, data, slots, replace(entry, changes=changes))
@@ -270,18 +267,18 @@ def _install(
     _write_pending(workspace, new)
     last = config.slices - 1
     stale: list[str] = []
-    with store.engine.begin() as connection:
-        before = store.checkpoint_map(connection)
-        store.delete_records(connection, retained.record_keys)
-        store.insert_records(connection, rows)
+    with store.transaction() as tx:
+        before = store.checkpoint_map(tx)
+        store.delete_records(tx, retained.record_keys)
+        store.insert_records(tx, rows)
         rewinds = []
         for shard in range(config.shards):
-            dropped = store.drop_checkpoints(connection, shard, 0)
+            dropped = store.drop_checkpoints(tx, shard, 0)
             stale.extend(dropped)
             rewinds.append(PlannedRewind(shard, 0, None, before.get((shard, last)), tuple(sorted(set(dropped)))))
         entry = replace(payload, rewinds=tuple(rewinds))
         every_slice = ((shard, slice_) for shard in range(config.shards) for slice_ in range(config.slices))
-        workspace.ledger.append(connection, [entry.entry(), *slice_manifests(workspace, connection, every_slice)])
+        workspace.ledger.append(tx, [entry.entry(), *slice_manifests(workspace, tx, every_slice)])
     workspace.save_config(config.with_schema(new))
     _pending_path(workspace).unlink(missing_ok=True)
     purge_unreferenced(workspace, stale)
@@ -312,9 +309,9 @@ def _read_pending(workspace: Workspace) -> Schema | None:
 def logged_schema_digest(workspace: Workspace) -> tuple[int, str] | None:
     """(index, sha256) of the schema the latest ingest or re-derivation logged, if any."""
     latest: tuple[int, str] | None = None
-    with workspace.datastore.engine.connect() as connection:
+    with workspace.datastore.snapshot() as tx:
         for kind in (INGESTED, SCHEMA_REDERIVED):
-            for entry in workspace.ledger.entries(connection, kind=kind):
+            for entry in workspace.ledger.entries(tx, kind=kind):
                 digest = entry.payload.get("schema_sha256")
                 if isinstance(digest, str) and (latest is None or entry.index > latest[0]):
                     latest = (entry.index, digest)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import forget
 from forget.audit.witness import cosigned_note
@@ -18,10 +18,14 @@ from ledger import store
 from ledger.errors import LedgerError
 from ledger.evidence import EntryKind, EvidenceError, Outcome, RequestCertified, decode_entry
 from ledger.log import Entry
+from ledger.store import StoredEntry
 from reports.certificate import LoggedEntry, build_statement, derive_claims, sign_certificate
 from reports.errors import CertificateError
 from reports.verify import DEFAULT_MAX_BYTES, VerifierKey, verify_certificate
 from sisa.store import write_atomically
+
+if TYPE_CHECKING:
+    from forget.store.interface import Transaction
 
 CERTIFICATES_DIR = "certificates"
 CERTIFIED = EntryKind.REQUEST_CERTIFIED.value
@@ -31,18 +35,23 @@ def certificate_path(workspace: Workspace, request_id: str) -> Path:
     return workspace.root / CERTIFICATES_DIR / f"{request_id}.json"
 
 
-def _gather(workspace: Workspace, request_id: str, connection: Any) -> list[Entry]:
+def _gather(workspace: Workspace, request_id: str, tx: Transaction) -> list[tuple[StoredEntry, Entry]]:
     """The entries a request's certificate rests on, in log order: its own, and its run's shared ones.
 
     Its receipt, extensions, start and completion; for an erasure, its own plan, its run's purge,
     and the new manifests and checkpoints of its shards logged between its plan and its completion.
     Never another request's entry: a certificate is handed to one person.
+
+    Its own entries are read through the store's request-id index (one query, checked against
+    their payloads by the ledger); the shared ones by kind between its plan and its completion.
+    Each comes with its stored bytes and leaf hash, which the certificate carries.
     """
     ledger = workspace.ledger
+    own = list(ledger.stored_entries(tx, request_id=request_id))
+    stored = {entry.index: row for row, entry in own}
 
     def mine(kind: EntryKind, start: int = 0) -> list[Entry]:
-        return [e for e in ledger.entries(connection, kind=kind.value, start=start)
-                if e.payload.get("request_id") == request_id]  # fmt: skip
+        return [e for _, e in own if e.kind == kind.value and e.index >= start]
 
     received = mine(EntryKind.REQUEST_RECEIVED)
     if not received:
@@ -60,16 +69,19 @@ def _gather(workspace: Workspace, request_id: str, connection: Any) -> list[Entr
         begin = planned[0].index
         shards = {int(s) for s in end.payload["checkpoints_after"]}
         entries += planned[:1]
-        entries += [e for e in ledger.entries(connection, kind=EntryKind.ERASURE_PURGED.value, start=begin)
-                    if e.index < end.index and e.payload.get("run_id") == run_id]  # fmt: skip
+
+        def window(kind: EntryKind) -> Iterator[Entry]:
+            for row, entry in ledger.stored_entries(tx, kind=kind.value, start=begin, stop=end.index):
+                stored[entry.index] = row
+                yield entry
+
+        entries += [e for e in window(EntryKind.ERASURE_PURGED) if e.payload.get("run_id") == run_id]
         # A schema that changed in this run re-encoded every record and restarted every shard.
-        schema = ledger.entries(connection, kind=EntryKind.SCHEMA_REDERIVED.value, start=begin)
-        entries += [e for e in schema if e.index < end.index and e.payload.get("run_id") == run_id
-                    and e.payload.get("changed")]  # fmt: skip
+        entries += [e for e in window(EntryKind.SCHEMA_REDERIVED)
+                    if e.payload.get("run_id") == run_id and e.payload.get("changed")]  # fmt: skip
         for kind in (EntryKind.SLICE_MANIFEST, EntryKind.CHECKPOINT):
-            entries += [e for e in ledger.entries(connection, kind=kind.value, start=begin)
-                        if e.index < end.index and e.payload.get("shard") in shards]  # fmt: skip
-    return sorted(entries, key=lambda e: e.index)
+            entries += [e for e in window(kind) if e.payload.get("shard") in shards]
+    return [(stored[e.index], e) for e in sorted(entries, key=lambda e: e.index)]
 
 
 def build_certificate(workspace: Workspace, request_id: str) -> bytes:
@@ -82,16 +94,14 @@ def build_certificate(workspace: Workspace, request_id: str) -> bytes:
     request = get_request(workspace, request_id)
     if request.state is not RequestState.COMPLETED:
         raise InputError(f"request {request.request_id} is {request.state.value}, not completed: run `forget run`")
-    with workspace.datastore.engine.connect() as connection:
-        entries = _gather(workspace, request.request_id, connection)
-        head = store.latest_head(connection)
-        if head is None or head.size <= entries[-1].index:
+    with workspace.datastore.snapshot() as tx:
+        entries = _gather(workspace, request.request_id, tx)
+        head = store.latest_head(tx)
+        if head is None or head.size <= entries[-1][1].index:
             raise LedgerError("no signed head covers the request's entries yet: run `forget run` again")
         logged = []
-        for entry in entries:
-            stored = store.read_entry(connection, entry.index)
-            assert stored is not None
-            proof = store.inclusion_proof(connection, entry.index, head.size)
+        for stored, entry in entries:
+            proof = store.inclusion_proof(tx, entry.index, head.size)
             logged.append(LoggedEntry(entry.index, entry.kind, stored.entry, stored.leaf_hash, tuple(proof)))
     try:
         decoded = [decode_entry(item.canonical) for item in logged]
@@ -126,9 +136,9 @@ def issue_certificates(workspace: Workspace, request_ids: Iterable[str]) -> list
         path = certificate_path(workspace, request_id)
         write_atomically(path, data)
         digest = hashlib.sha256(data).hexdigest()
-        with store_.engine.begin() as connection:
-            store_.update_request(connection, request_id, certificate_sha256=digest)
-            workspace.ledger.append(connection, [RequestCertified(request_id, digest).entry()])
+        with store_.transaction() as tx:
+            store_.update_request(tx, request_id, certificate_sha256=digest)
+            workspace.ledger.append(tx, [RequestCertified(request_id, digest).entry()])
         paths.append(path)
     if paths:
         sign_head(workspace)

@@ -19,17 +19,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DBAPIError
-
 from forget.erasure.requests import EXTENDED, RECEIVED, RequestState
-from forget.training.trust import unreadable_json, verify_checkpoint_table
-from ledger.errors import VerificationError
+from forget.errors import VerificationFailedError
+from forget.store.interface import UnreadableEntryError
+from forget.training.trust import verify_checkpoint_table
 from ledger.evidence import EntryKind
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
-    from forget.store.datastore import RequestRow
+    from forget.store.interface import RequestRow, Transaction
     from forget.workspace.core import Workspace
 
 STARTED = EntryKind.REQUEST_STARTED.value
@@ -37,7 +34,7 @@ COMPLETED = EntryKind.REQUEST_COMPLETED.value
 REQUEST_KINDS = (RECEIVED, EXTENDED, STARTED, COMPLETED)
 
 
-class RequestMismatchError(VerificationError):
+class RequestMismatchError(VerificationFailedError):
     """The requests table disagrees with the ledger's request entries."""
 
 
@@ -112,24 +109,22 @@ def _disagreement(logged: LoggedRequest, row: RequestRow | None) -> str | None:
     return None
 
 
-def reconcile_requests(workspace: Workspace, connection: Connection | None = None) -> int:
+def reconcile_requests(workspace: Workspace, tx: Transaction | None = None) -> int:
     """Check every request row against the ledger's request entries; returns how many agree.
 
     Raises `RequestMismatchError` naming the first request (by id) that disagrees, and how many
     more do. Reads the log and the table in one snapshot (or in the caller's transaction).
     """
-    if connection is None:
+    if tx is None:
         with workspace.datastore.snapshot() as own:
             return reconcile_requests(workspace, own)
     try:
-        entries = workspace.datastore.request_entries(connection, REQUEST_KINDS)
-    except DBAPIError as error:
-        if not unreadable_json(error):
-            raise
+        entries = workspace.datastore.request_entries(tx, REQUEST_KINDS)
+    except UnreadableEntryError as error:
         raise RequestMismatchError(
             "the ledger holds a request entry the database cannot read as JSON: run `forget ledger verify`"
         ) from error
-    rows = {row.request_id: row for row in workspace.datastore.all_requests(connection)}
+    rows = {row.request_id: row for row in workspace.datastore.all_requests(tx)}
     logged = fold_request_entries(entries)
     problems: list[str] = []
     for request_id in sorted(set(logged) | set(rows)):
@@ -150,6 +145,6 @@ def reconcile_requests(workspace: Workspace, connection: Connection | None = Non
 def reconcile_workspace(workspace: Workspace) -> None:
     """Requests and checkpoints both agree with the ledger, read in one snapshot: `forget run` calls
     this before it selects anything, so a tampered table stops it before it erases or retrains."""
-    with workspace.datastore.snapshot() as connection:
-        reconcile_requests(workspace, connection)
-        verify_checkpoint_table(workspace, connection)
+    with workspace.datastore.snapshot() as tx:
+        reconcile_requests(workspace, tx)
+        verify_checkpoint_table(workspace, tx)

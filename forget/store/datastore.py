@@ -1,22 +1,45 @@
-"""The record store: keyed identifiers, placement, encoded features; the only SQLAlchemy user here.
+"""The SQL implementation of `forget.store.interface.Store` (SQLAlchemy: SQLite and PostgreSQL).
 
-Rows hold no raw identifier: the subject and record columns are HMAC values. The subject index
-is the `subject_key` column itself, so erasing a subject's rows erases its index too.
+The only SQLAlchemy user of the application layer: every statement, and every difference between
+the two databases, is here. Rows hold no raw identifier: the subject and record columns are HMAC
+values. The subject index is the `subject_key` column itself, so erasing a subject's rows erases
+its index too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from forget.errors import WorkspaceError
+from forget.store.interface import (
+    LineageRow,
+    OpenRequestExistsError,
+    RequestEntryRow,
+    RequestRow,
+    ShardRows,
+    StoredRecord,
+    Transaction,
+    UnreadableEntryError,
+)
+
+__all__ = [
+    "DataStore",
+    "RequestRow",
+    "ShardRows",
+    "StoredRecord",
+    "Transaction",
+    "create_engine",
+    "open_datastore",
+    "resolve_url",
+]
 
 metadata = sa.MetaData()
 
@@ -60,49 +83,16 @@ requests = sa.Table(
     sa.Column("extension_reason", sa.Text, nullable=True),
 )
 
+OPEN_REQUEST_INDEX = "uq_requests_open_subject"
+"""At most one pending or running request per subject (migration 0005): filing is idempotent even
+when two callers file for the same subject at once."""
+
 workspace_pins = sa.Table(
     "workspace_pins",
     metadata,
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
-
-
-@dataclass(frozen=True)
-class RequestRow:
-    request_id: str
-    subject_key: str
-    state: str
-    received_at: str
-    deadline: str
-    extended_months: int
-    run_id: str | None
-    records_erased: int | None
-    shards: str | None
-    completed_at: str | None
-    outcome: str | None
-    note: str | None
-    certificate_sha256: str | None = None
-    extension_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredRecord:
-    record_key: str
-    subject_key: str
-    shard: int
-    slice: int
-    label: int
-    features: bytes
-
-
-@dataclass(frozen=True)
-class ShardRows:
-    """One shard's records, grouped by slice and ordered by record key within each."""
-
-    slice_keys: tuple[tuple[str, ...], ...]
-    slice_labels: tuple[tuple[int, ...], ...]
-    slice_features: tuple[bytes, ...]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -140,12 +130,26 @@ def create_engine(url: str, *, must_exist: bool) -> Engine:
     return engine
 
 
+def open_datastore(url: str, *, must_exist: bool) -> DataStore:
+    """The store of the database at `url` (an absolute SQLite path, or a server URL).
+
+    A SQLite file that may be new is first created empty with mode 0600, so that SQLite (and its
+    -wal and -journal files) inherit it: the database holds personal data.
+    """
+    if not must_exist and url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        with suppress(FileExistsError):
+            os.close(os.open(url[len("sqlite:///") :], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return DataStore(create_engine(url, must_exist=must_exist))
+
+
 class DataStore:
+    """`forget.store.interface.Store` on SQLAlchemy; `engine` is for forget.store and tests only."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Transaction]:
         """The unit of work: every write inside commits together or not at all.
 
         Ledger entries are appended on the same connection, so a data change and its evidence
@@ -153,6 +157,9 @@ class DataStore:
         """
         with self.engine.begin() as connection:
             yield connection
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def create_schema(self) -> None:
         from forget.store.migrate import upgrade
@@ -164,6 +171,11 @@ class DataStore:
 
         check_revision(self.engine)
 
+    def schema_revision(self) -> str | None:
+        from forget.store.migrate import current_revision
+
+        return current_revision(self.engine)
+
     # -- records --------------------------------------------------------------------------
 
     def existing_keys(self, keys: Sequence[str]) -> set[str]:
@@ -174,15 +186,22 @@ class DataStore:
                 found.update(row[0] for row in rows)
         return found
 
-    def insert_records(self, connection: Connection, rows: Iterable[StoredRecord]) -> None:
+    def insert_records(self, tx: Transaction, rows: Iterable[StoredRecord]) -> None:
         batch: list[dict[str, Any]] = []
         for row in rows:
             batch.append(row.__dict__)
             if len(batch) == 5000:
-                connection.execute(records.insert(), batch)
+                tx.execute(records.insert(), batch)
                 batch = []
         if batch:
-            connection.execute(records.insert(), batch)
+            tx.execute(records.insert(), batch)
+
+    def iter_records(self, tx: Transaction) -> Iterator[StoredRecord]:
+        """Every record, ordered by record key, streamed in batches of 10,000 rows."""
+        query = sa.select(records).order_by(records.c.record_key).execution_options(yield_per=10_000)
+        for row in tx.execute(query):
+            yield StoredRecord(row.record_key, row.subject_key, int(row.shard), int(row.slice), int(row.label),
+                               bytes(row.features))  # fmt: skip
 
     def shard_rows(self, shard: int, slices: int) -> ShardRows:
         keys: list[list[str]] = [[] for _ in range(slices)]
@@ -227,10 +246,10 @@ class DataStore:
                     found.setdefault(subject, []).append(record)
         return found
 
-    def delete_records(self, connection: Connection, record_keys: Sequence[str]) -> int:
+    def delete_records(self, tx: Transaction, record_keys: Sequence[str]) -> int:
         deleted = 0
         for chunk in _chunks(record_keys, 500):
-            deleted += connection.execute(records.delete().where(records.c.record_key.in_(chunk))).rowcount
+            deleted += tx.execute(records.delete().where(records.c.record_key.in_(chunk))).rowcount
         return deleted
 
     def shard_counts(self) -> dict[int, int]:
@@ -240,36 +259,36 @@ class DataStore:
 
     # -- checkpoints of the current lineage ------------------------------------------------
 
-    def checkpoint_map(self, connection: Connection | None = None) -> dict[tuple[int, int], str]:
+    def checkpoint_map(self, tx: Transaction | None = None) -> dict[tuple[int, int], str]:
         query = sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest)
-        if connection is not None:
-            return {(int(shard), int(slice_)): digest for shard, slice_, digest in connection.execute(query)}
+        if tx is not None:
+            return {(int(shard), int(slice_)): digest for shard, slice_, digest in tx.execute(query)}
         with self.engine.connect() as own:
             return {(int(shard), int(slice_)): digest for shard, slice_, digest in own.execute(query)}
 
-    def set_checkpoint(self, connection: Connection, shard: int, slice_: int, digest: str) -> None:
-        connection.execute(checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_)))
-        connection.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
+    def set_checkpoint(self, tx: Transaction, shard: int, slice_: int, digest: str) -> None:
+        tx.execute(checkpoints.delete().where((checkpoints.c.shard == shard) & (checkpoints.c.slice == slice_)))
+        tx.execute(checkpoints.insert().values(shard=shard, slice=slice_, digest=digest))
 
-    def slice_record_keys(self, connection: Connection, shard: int, slice_: int) -> list[str]:
+    def slice_record_keys(self, tx: Transaction, shard: int, slice_: int) -> list[str]:
         query = (
             sa.select(records.c.record_key)
             .where((records.c.shard == shard) & (records.c.slice == slice_))
             .order_by(records.c.record_key)
         )
-        return [row[0] for row in connection.execute(query)]
+        return [row[0] for row in tx.execute(query)]
 
-    def drop_checkpoints(self, connection: Connection, shard: int, from_slice: int) -> list[str]:
+    def drop_checkpoints(self, tx: Transaction, shard: int, from_slice: int) -> list[str]:
         """Forget the shard's checkpoints from `from_slice` on; returns their digests for purging."""
         condition = (checkpoints.c.shard == shard) & (checkpoints.c.slice >= from_slice)
-        digests = [row[0] for row in connection.execute(sa.select(checkpoints.c.digest).where(condition))]
-        connection.execute(checkpoints.delete().where(condition))
+        digests = [row[0] for row in tx.execute(sa.select(checkpoints.c.digest).where(condition))]
+        tx.execute(checkpoints.delete().where(condition))
         return digests
 
     # -- pins: what the workspace was created with ------------------------------------------
 
-    def set_pins(self, connection: Connection, pins: dict[str, str]) -> None:
-        connection.execute(workspace_pins.insert(), [{"name": k, "value": v} for k, v in sorted(pins.items())])
+    def set_pins(self, tx: Transaction, pins: dict[str, str]) -> None:
+        tx.execute(workspace_pins.insert(), [{"name": k, "value": v} for k, v in sorted(pins.items())])
 
     def pins(self) -> dict[str, str]:
         with self.engine.connect() as connection:
@@ -277,16 +296,21 @@ class DataStore:
 
     # -- erasure requests -----------------------------------------------------------------
 
-    def add_request(self, connection: Connection, row: RequestRow) -> None:
-        connection.execute(requests.insert().values(**row.__dict__))
+    def add_request(self, tx: Transaction, row: RequestRow) -> None:
+        try:
+            tx.execute(requests.insert().values(**row.__dict__))
+        except sa.exc.IntegrityError as error:
+            if OPEN_REQUEST_INDEX in str(error.orig) or "requests.subject_key" in str(error.orig):
+                raise OpenRequestExistsError("the subject already has an open request") from None
+            raise
 
-    def update_request(self, connection: Connection, request_id: str, **values: object) -> None:
-        connection.execute(requests.update().where(requests.c.request_id == request_id).values(**values))
+    def update_request(self, tx: Transaction, request_id: str, **values: object) -> None:
+        tx.execute(requests.update().where(requests.c.request_id == request_id).values(**values))
 
-    def get_request(self, request_id: str, connection: Connection | None = None) -> RequestRow | None:
+    def get_request(self, request_id: str, tx: Transaction | None = None) -> RequestRow | None:
         query = sa.select(requests).where(requests.c.request_id == request_id)
-        if connection is not None:
-            row = connection.execute(query).first()
+        if tx is not None:
+            row = tx.execute(query).first()
         else:
             with self.engine.connect() as own:
                 row = own.execute(query).first()
@@ -354,7 +378,7 @@ class DataStore:
     # -- read-only views of the ledger, for checking the tables against it -----------------
 
     @contextmanager
-    def snapshot(self) -> Iterator[Connection]:
+    def snapshot(self) -> Iterator[Transaction]:
         """A read transaction in which every statement sees the same committed state.
 
         PostgreSQL's default (READ COMMITTED) gives each statement its own snapshot, so a table
@@ -367,41 +391,63 @@ class DataStore:
         with self.engine.connect().execution_options(**options) as connection, connection.begin():
             yield connection
 
-    def all_requests(self, connection: Connection) -> list[RequestRow]:
+    def all_requests(self, tx: Transaction) -> list[RequestRow]:
         query = sa.select(requests).order_by(requests.c.request_id)
-        return [RequestRow(**row._mapping) for row in connection.execute(query)]
+        return [RequestRow(**row._mapping) for row in tx.execute(query)]
 
-    def request_entries(self, connection: Connection, kinds: Sequence[str]) -> list[tuple[Any, ...]]:
+    def request_entries(self, tx: Transaction, kinds: Sequence[str]) -> list[RequestEntryRow]:
         """The ledger's request entries of these kinds, in log order, in one query.
 
         Rows are (index, kind, request_id, subject_key, received_at, deadline, months, outcome,
         records_erased, completed_at), each field None where the entry has none; the database
-        extracts them (ints come back as text on PostgreSQL, for the caller to check).
+        extracts them (ints come back as text on PostgreSQL, for the caller to check). An entry
+        the database cannot read as JSON raises `UnreadableEntryError`.
         """
         dialect = self.engine.dialect.name
         if dialect not in _REQUEST_FIELDS:
             raise WorkspaceError(f"checking requests against the ledger is not supported on {dialect}")
         marks = ", ".join(f":k{i}" for i in range(len(kinds)))
         query = _REQUEST_FIELDS[dialect].format(kinds=marks)
-        rows = connection.execute(sa.text(query), {f"k{i}": kind for i, kind in enumerate(kinds)})
+        with _json_errors():
+            rows = tx.execute(sa.text(query), {f"k{i}": kind for i, kind in enumerate(kinds)}).all()
         return [tuple(row) for row in rows]
 
     def lineage_window(
-        self, connection: Connection, start: int, stop: int, checkpoint: str, manifest: str, planned: str
-    ) -> list[tuple[int, str, Any, Any, Any]]:
+        self, tx: Transaction, start: int, stop: int, checkpoint: str, manifest: str, planned: str
+    ) -> list[LineageRow]:
         """The lineage entries of indices start..stop-1, newest first, in one query.
 
         Rows are (index, kind, shard, slice, digest): a checkpoint with its sha256, a slice
         manifest, or one row per rewind of an erasure plan (its from_slice as the slice). The
         database extracts the fields itself, so no entry is decoded in Python; numbers come back
-        as the database returns them (int, or text on PostgreSQL), for the caller to check.
+        as the database returns them (int, or text on PostgreSQL), for the caller to check. An entry
+        the database cannot read as JSON raises `UnreadableEntryError`.
         """
         dialect = self.engine.dialect.name
         if dialect not in _LINEAGE_WINDOW:
             raise WorkspaceError(f"checking checkpoints against the ledger is not supported on {dialect}")
         params = {"start": start, "stop": stop, "checkpoint": checkpoint, "manifest": manifest, "planned": planned}
-        rows = connection.execute(sa.text(_LINEAGE_WINDOW[dialect]), params)
+        with _json_errors():
+            rows = tx.execute(sa.text(_LINEAGE_WINDOW[dialect]), params).all()
         return [(int(seq), str(kind), shard, slice_, digest) for seq, kind, shard, slice_, digest in rows]
+
+
+def unreadable_json(error: sa.exc.DBAPIError) -> bool:
+    """Whether the database refused an entry's bytes as JSON (SQLite: "malformed JSON"; PostgreSQL:
+    invalid json or UTF-8, or a scalar where an array belongs), rather than failing for another reason."""
+    text = str(error.orig).lower()
+    return "json" in text or "utf8" in text or "cannot extract elements" in text
+
+
+@contextmanager
+def _json_errors() -> Iterator[None]:
+    """Turn the database's refusal to read an entry as JSON into `UnreadableEntryError`."""
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        if not unreadable_json(error):
+            raise
+        raise UnreadableEntryError("the ledger holds an entry the database cannot read as JSON") from error
 
 
 _REQUEST_COLUMNS = ("request_id", "subject_key", "received_at", "deadline", "months", "outcome",

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any
 
 import forget
 from forget.workspace.core import Workspace
 from ledger import merkle
 from ledger.evidence import CheckpointRecorded, EntryKind, SliceManifest
 from ledger.store import StoredHead
+
+if TYPE_CHECKING:
+    from forget.store.interface import Transaction
 
 INGESTED = EntryKind.DATA_INGESTED.value
 SLICE_MANIFEST = EntryKind.SLICE_MANIFEST.value
@@ -29,11 +30,12 @@ def manifest_root(record_keys: Iterable[str]) -> str:
 
 
 def slice_manifests(
-    workspace: Workspace, connection: Connection, slices: Iterable[tuple[int, int]]
+    workspace: Workspace, tx: Transaction, slices: Iterable[tuple[int, int]]
 ) -> list[tuple[str, Mapping[str, Any]]]:
+    """The manifest entries of these slices as `tx` sees them (after the change it is logging)."""
     items: list[tuple[str, Mapping[str, Any]]] = []
     for shard, slice_ in sorted(set(slices)):
-        keys = workspace.datastore.slice_record_keys(connection, shard, slice_)
+        keys = workspace.datastore.slice_record_keys(tx, shard, slice_)
         items.append(SliceManifest(shard, slice_, len(keys), manifest_root(keys)).entry())
     return items
 
@@ -68,12 +70,12 @@ def sign_head(workspace: Workspace) -> StoredHead | None:
     """
     key = workspace.signing_key()
     ledger = workspace.ledger
-    with workspace.datastore.engine.begin() as connection:
-        head = ledger.sign_head(connection, key)
+    with workspace.datastore.transaction() as tx:
+        head = ledger.sign_head(tx, key)
     if ledger.anchor is None:
         return head
-    with workspace.datastore.engine.connect() as connection:
-        ledger.anchor_pending(connection)
+    with workspace.datastore.snapshot() as tx:
+        ledger.anchor_pending(tx)
     if workspace.config.witnesses:
         from forget.audit.witness import collect_cosignatures
 

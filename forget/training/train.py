@@ -13,7 +13,6 @@ from forget.errors import InputError, NotTrainedError
 from forget.store.checkpoints import checkpoint_location, purge_unreferenced
 from forget.training.lineage import checkpoint_entry, manifest_root, sign_head
 from forget.training.trust import current_checkpoints
-from forget.workspace.config import ExecutorKind
 from forget.workspace.core import Workspace
 from sisa.schedule import Schedule
 
@@ -70,9 +69,9 @@ def restart_shards(workspace: Workspace, shards: Iterable[int] | None = None) ->
     """Drop the selected shards' checkpoints so they train from scratch; returns the purged digests."""
     store = workspace.datastore
     stale: list[str] = []
-    with store.engine.begin() as connection:
+    with store.transaction() as tx:
         for shard in _select(workspace, shards):
-            stale.extend(store.drop_checkpoints(connection, shard, 0))
+            stale.extend(store.drop_checkpoints(tx, shard, 0))
     return purge_unreferenced(workspace, stale)
 
 
@@ -97,14 +96,14 @@ def load_shard_task(
     """Read a shard's records where the task runs: in this process, or on a cluster worker."""
     import numpy as np
 
-    from forget.store.datastore import DataStore, create_engine
+    from forget.store.datastore import open_datastore
     from sisa.trainer import ShardTask, SliceData
 
-    engine = create_engine(database_url, must_exist=True)
+    store = open_datastore(database_url, must_exist=True)
     try:
-        rows = DataStore(engine).shard_rows(shard, slices)
+        rows = store.shard_rows(shard, slices)
     finally:
-        engine.dispose()
+        store.close()
     data = tuple(
         SliceData(
             features=np.frombuffer(blob, dtype=np.float32).reshape(len(labels), *input_shape),
@@ -143,24 +142,24 @@ def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
 
 def slice_manifest_roots(workspace: Workspace, shard: int) -> list[str]:
     datastore = workspace.datastore
-    with datastore.engine.connect() as connection:
-        return [
-            manifest_root(datastore.slice_record_keys(connection, shard, s)) for s in range(workspace.config.slices)
-        ]
+    with datastore.snapshot() as tx:
+        return [manifest_root(datastore.slice_record_keys(tx, shard, s)) for s in range(workspace.config.slices)]
 
 
 def executor_for(workspace: Workspace, kind: str | None = None, scheduler: str | None = None) -> ShardExecutor:
-    """The configured executor, or the one named on the command line."""
-    from sisa.executor import DaskExecutor, LocalExecutor
+    """The configured executor, or the one named on the command line (any name in `sisa.executor.EXECUTORS`)."""
+    from sisa.executor import ExecutorOptionError, ExecutorOptions, UnknownExecutorError, create_executor
 
     settings = workspace.config.executor
-    chosen = ExecutorKind(kind) if kind is not None else settings.kind
-    if chosen is ExecutorKind.LOCAL:
-        return LocalExecutor()
-    address = scheduler or settings.scheduler
-    if not address:
-        raise InputError("the dask executor needs --scheduler tcp://HOST:PORT (or [executor] scheduler)")
-    return DaskExecutor(address, gpu=settings.gpu, retries=settings.retries)
+    options = ExecutorOptions(scheduler=scheduler or settings.scheduler, gpu=settings.gpu, retries=settings.retries)
+    try:
+        return create_executor(kind or settings.kind, options)
+    except UnknownExecutorError as error:
+        raise InputError(str(error)) from error
+    except ExecutorOptionError as error:
+        raise InputError(
+            f"the {error.executor} executor needs --{error.option} {error.example} (or [executor] {error.option})"
+        ) from error
 
 
 def train(
@@ -177,10 +176,9 @@ def train(
     A job killed mid-shard resumes after the last recorded slice.
     """
     from sisa.device import resolve_device
-    from sisa.executor import LocalExecutor
 
     chosen = executor or executor_for(workspace)
-    if isinstance(chosen, LocalExecutor):
+    if chosen.trains_here:
         resolve_device(device)  # fail before any work when --device cuda has no GPU here
     if not plans:
         return {}
@@ -248,10 +246,10 @@ class _Recorder:
             checkpoint_entry(r.shard, r.slice, r.digest, r.meta, self.manifests[r.shard][: r.slice + 1])
             for r in self.pending
         ]
-        with datastore.engine.begin() as connection:
+        with datastore.transaction() as tx:
             for result in self.pending:
-                datastore.set_checkpoint(connection, result.shard, result.slice, result.digest)
-            self.ledger.append(connection, entries)
+                datastore.set_checkpoint(tx, result.shard, result.slice, result.digest)
+            self.ledger.append(tx, entries)
         recorded, self.pending = self.pending, []
         if self.on_slice is not None:
             for result in recorded:

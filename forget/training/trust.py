@@ -33,14 +33,13 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
-
+from forget.errors import VerificationFailedError
+from forget.store.interface import UnreadableEntryError
 from forget.training.lineage import CHECKPOINT, SLICE_MANIFEST
 from ledger import store as ledger_store
-from ledger.errors import VerificationError
 
 if TYPE_CHECKING:
+    from forget.store.interface import Transaction
     from forget.workspace.core import Workspace
     from ledger.log import Entry
     from sisa.store import BlobStore
@@ -52,7 +51,7 @@ FIRST_WINDOW = 1024
 """Entries in the first window of the backward scan; each further window is four times larger."""
 
 
-class CheckpointLineageError(VerificationError):
+class CheckpointLineageError(VerificationFailedError):
     """A checkpoint the workspace would use is not the one the ledger records."""
 
 
@@ -143,7 +142,7 @@ class _BackwardFold:
         return min(found, key=lambda d: d.index) if found else None
 
 
-def read_lineage(workspace: Workspace, connection: Connection, wanted: Collection[Key]) -> LoggedLineage:
+def read_lineage(workspace: Workspace, tx: Transaction, wanted: Collection[Key]) -> LoggedLineage:
     """The latest checkpoint entry of each wanted (shard, slice), scanning the log from its end.
 
     Windows of 1024, 4096, 16384... entries, newest first, until every wanted slice is decided
@@ -154,16 +153,13 @@ def read_lineage(workspace: Workspace, connection: Connection, wanted: Collectio
     )
 
     fold = _BackwardFold(wanted)
-    stop = ledger_store.size(connection)
+    stop = ledger_store.size(tx)
     width = FIRST_WINDOW
     while fold.pending and stop > 0:
         start = max(0, stop - width)
         try:
-            rows = workspace.datastore.lineage_window(connection, start, stop, CHECKPOINT, SLICE_MANIFEST,
-                                                      ERASURE_PLANNED)  # fmt: skip
-        except DBAPIError as error:
-            if not unreadable_json(error):
-                raise
+            rows = workspace.datastore.lineage_window(tx, start, stop, CHECKPOINT, SLICE_MANIFEST, ERASURE_PLANNED)
+        except UnreadableEntryError as error:
             raise CheckpointLineageError(
                 f"the ledger holds a lineage entry between {start} and {stop - 1} that the database cannot read"
                 " as JSON: run `forget ledger verify`"
@@ -201,13 +197,6 @@ def lineage_of_entries(entries: Iterable[Entry]) -> LoggedLineage:
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
-def unreadable_json(error: DBAPIError) -> bool:
-    """Whether the database refused an entry's bytes as JSON (SQLite: "malformed JSON"; PostgreSQL:
-    invalid json or UTF-8, or a scalar where an array belongs), rather than failing for another reason."""
-    text = str(error.orig).lower()
-    return "json" in text or "utf8" in text or "cannot extract elements" in text
-
-
 def _number(value: Any, index: int, kind: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -222,10 +211,10 @@ def _digest(value: Any, index: int) -> str:
     return value
 
 
-def verify_checkpoint_table(workspace: Workspace, connection: Connection) -> int:
+def verify_checkpoint_table(workspace: Workspace, tx: Transaction) -> int:
     """Every row of the checkpoints table is what the ledger records as current; returns the row count."""
-    table = workspace.datastore.checkpoint_map(connection)
-    read_lineage(workspace, connection, table).check(table)
+    table = workspace.datastore.checkpoint_map(tx)
+    read_lineage(workspace, tx, table).check(table)
     return len(table)
 
 
@@ -236,11 +225,11 @@ def current_checkpoints(workspace: Workspace, keys: Iterable[Key] | None = None)
     of a concurrent `train` or `run` between the two reads cannot make them disagree.
     """
     datastore = workspace.datastore
-    with datastore.snapshot() as connection:
-        table = datastore.checkpoint_map(connection)
+    with datastore.snapshot() as tx:
+        table = datastore.checkpoint_map(tx)
         if keys is not None:
             table = {key: table[key] for key in keys if key in table}
-        lineage = read_lineage(workspace, connection, table)
+        lineage = read_lineage(workspace, tx, table)
     lineage.check(table)
     return table
 

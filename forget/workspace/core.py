@@ -6,7 +6,6 @@ import hashlib
 import os
 import secrets
 import shutil
-from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import forget
 from forget.data.schema import DEFAULT_MIN_SUBJECTS
 from forget.errors import InputError, WorkspaceError
-from forget.store.datastore import DataStore, create_engine, resolve_url
-from forget.store.migrate import current_revision
+from forget.store.datastore import open_datastore, resolve_url
+from forget.store.interface import Store
 from forget.subjects.identity import IdentityForm
 from forget.subjects.pseudonym import Pseudonymiser, generate_key_file, load_key_file
 from forget.workspace.config import (
@@ -72,12 +71,28 @@ class InitOptions:
 
 
 class Workspace:
-    def __init__(self, root: Path, config: WorkspaceConfig, passphrase: bytes | None = None) -> None:
+    """One deployment: its folder, config and keys, its store and its ledger.
+
+    The store (`forget.store.interface.Store`) and the ledger are opened from the config when
+    first used; `store` and `ledger` hand in others instead (the tests' in-memory fakes).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        config: WorkspaceConfig,
+        passphrase: bytes | None = None,
+        *,
+        store: Store | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
         self.root = root
         self.config = config
         self._pin_rows: dict[str, str] = {}
         self.passphrase = passphrase
         """For an encrypted signing key; the CLI reads it from $FORGET_KEY_PASSPHRASE."""
+        self._store = store
+        self._ledger = ledger
 
     @property
     def config_path(self) -> Path:
@@ -92,8 +107,8 @@ class Workspace:
         return resolve_url(self.config.database, self.root)
 
     @cached_property
-    def datastore(self) -> DataStore:
-        store = DataStore(create_engine(self.database_url, must_exist=True))
+    def datastore(self) -> Store:
+        store = self._store if self._store is not None else open_datastore(self.database_url, must_exist=True)
         store.check_schema()
         # Read now, before any transaction: on SQLite a read on a second connection while this
         # process holds the write lock (BEGIN IMMEDIATE) would wait for itself.
@@ -153,6 +168,8 @@ class Workspace:
         from ledger.keys import load_public_key
         from ledger.log import Ledger
 
+        if self._ledger is not None:
+            return self._ledger
         self._check_public_key()
         return Ledger(self.config.origin, load_public_key(self.keys_dir / PUBLIC_KEY), self.anchor)
 
@@ -180,12 +197,6 @@ class Workspace:
     def save_config(self, config: WorkspaceConfig) -> None:
         write_config(self.config_path, config)
         self.config = config
-
-
-def _create_private_file(path: Path) -> None:
-    """An empty file of mode 0600, so that SQLite (and its -wal and -journal files) inherit it."""
-    with suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
@@ -236,18 +247,14 @@ def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
             write_private_key(keys / SIGNING_KEY, signing, options.passphrase)
             (keys / PUBLIC_KEY).write_bytes(public_key_pem(signing.public_key()))
         (root / CHECKPOINTS_DIR).mkdir(mode=0o700, exist_ok=True)
-        url = resolve_url(config.database, root)
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            _create_private_file(Path(url[len("sqlite:///") :]))
-        engine = create_engine(url, must_exist=False)
-        existing = current_revision(engine)
+        store: Store = open_datastore(resolve_url(config.database, root), must_exist=False)
+        existing = store.schema_revision()
         if existing is not None:
-            engine.dispose()
+            store.close()
             raise WorkspaceError(
                 f"the database {config.database} already holds a forget workspace (schema {existing});"
                 " give each workspace a database of its own"
             )
-        store = DataStore(engine)
         store.create_schema()
         signing = load_private_key(keys / SIGNING_KEY, options.passphrase)
         raw_public = signing.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -262,10 +269,10 @@ def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
         anchor = open_anchor(config.anchor, root)
         anchor.create(config.origin)
         created_anchor = anchor
-        with engine.begin() as connection:
-            store.set_pins(connection, pins.rows())
+        with store.transaction() as tx:
+            store.set_pins(tx, pins.rows())
             Ledger(config.origin, signing.public_key(), anchor).append(
-                connection,
+                tx,
                 [
                     (
                         INITIALIZED,
@@ -291,7 +298,7 @@ def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
         raise
     from forget.training.lineage import sign_head
 
-    engine.dispose()
+    store.close()
     workspace = Workspace(root, config, options.passphrase)
     sign_head(workspace)
     return workspace

@@ -222,10 +222,11 @@ def test_insert_or_replace_is_refused(engine: Engine, ledger: Ledger) -> None:
     blob = b"\x00" * 32
     if engine.dialect.name == "sqlite":
         replaces = [
-            "INSERT OR REPLACE INTO ledger_entries VALUES (3, 'forged', 't', :blob, :blob)",
+            "INSERT OR REPLACE INTO ledger_entries (seq, kind, time, entry, leaf_hash)"
+            " VALUES (3, 'forged', 't', :blob, :blob)",
             "REPLACE INTO ledger_nodes VALUES (1, 1, :blob)",
             "INSERT OR REPLACE INTO ledger_heads VALUES (8, :blob, 't', 'forged')",
-            "INSERT INTO ledger_entries VALUES (3, 'k', 't', :blob, :blob) "
+            "INSERT INTO ledger_entries (seq, kind, time, entry, leaf_hash) VALUES (3, 'k', 't', :blob, :blob) "
             "ON CONFLICT (seq) DO UPDATE SET entry = excluded.entry",
         ]
         for statement in replaces:
@@ -244,7 +245,7 @@ def test_insert_or_replace_is_refused(engine: Engine, ledger: Ledger) -> None:
             foreign.close()
     else:
         upserts = [
-            "INSERT INTO ledger_entries VALUES (3, 'forged', 't', :blob, :blob) "
+            "INSERT INTO ledger_entries (seq, kind, time, entry, leaf_hash) VALUES (3, 'forged', 't', :blob, :blob) "
             "ON CONFLICT (seq) DO UPDATE SET entry = excluded.entry, leaf_hash = excluded.leaf_hash",
             "INSERT INTO ledger_nodes VALUES (1, 1, :blob) ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash",
             "INSERT INTO ledger_heads VALUES (8, :blob, 't', 'forged') "
