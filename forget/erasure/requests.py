@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from forget.errors import InputError
-from forget.store.datastore import RequestRow
+from forget.store.interface import OpenRequestExistsError, RequestRow
 from forget.workspace.core import Workspace
 from ledger.evidence import EntryKind
 
@@ -185,24 +185,31 @@ def file_request(
         outcome=None,
         note=note,
     )
-    with store.engine.begin() as connection:
-        store.add_request(connection, row)
-        workspace.ledger.append(
-            connection,
-            [
-                (
-                    RECEIVED,
-                    {
-                        "request_id": row.request_id,
-                        "subject_key": subject_key,
-                        "received_at": row.received_at,
-                        "deadline": row.deadline,
-                        "identity_form": pseudonymiser.form.to_dict(),
-                        "note_digest": pseudonymiser.text_digest(note) if note is not None else None,
-                    },
-                )
-            ],
-        )
+    try:
+        with store.transaction() as tx:
+            store.add_request(tx, row)
+            workspace.ledger.append(
+                tx,
+                [
+                    (
+                        RECEIVED,
+                        {
+                            "request_id": row.request_id,
+                            "subject_key": subject_key,
+                            "received_at": row.received_at,
+                            "deadline": row.deadline,
+                            "identity_form": pseudonymiser.form.to_dict(),
+                            "note_digest": pseudonymiser.text_digest(note) if note is not None else None,
+                        },
+                    )
+                ],
+            )
+    except OpenRequestExistsError:
+        # Another caller filed for the subject between the check above and this insert.
+        open_ = store.find_requests(states=[RequestState.PENDING, RequestState.RUNNING], subject_key=subject_key)
+        if not open_:
+            raise
+        return ErasureRequest.from_row(open_[0]), False
     _sign(workspace)
     return ErasureRequest.from_row(row), True
 
@@ -240,9 +247,9 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
     extended = request.extended_months + months
     deadline = add_months(request.received_at, DEADLINE_MONTHS + extended)
     store = workspace.datastore
-    with store.engine.begin() as connection:
+    with store.transaction() as tx:
         store.update_request(
-            connection,
+            tx,
             request.request_id,
             deadline=format_time(deadline),
             extended_months=extended,
@@ -254,7 +261,7 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
             "deadline": format_time(deadline),
             "reason_digest": workspace.pseudonymiser.text_digest(cleaned),
         }
-        workspace.ledger.append(connection, [(EXTENDED, payload)])
+        workspace.ledger.append(tx, [(EXTENDED, payload)])
     _sign(workspace)
     return get_request(workspace, request.request_id)
 

@@ -104,9 +104,10 @@ def test_a_row_the_ledger_never_received_is_reported_without_echoing_its_id(work
     ws = workspace
     real = cli_json("-w", ws, "request", "--subject-id", PRESENT)["request_id"]
     columns = "request_id, subject_key, state, received_at, deadline, extended_months"
-    for request_id in ("req_00000000000000aa", "person-0046@example.org"):
-        execute(ws, f"INSERT INTO requests ({columns}) SELECT :new, subject_key, state, received_at, deadline, 0"
-                " FROM requests WHERE request_id = :r", new=request_id, r=real)  # fmt: skip
+    # Forged rows for other subjects (one open request per subject is a database rule).
+    for request_id, key in (("req_00000000000000aa", "a" * 64), ("person-0046@example.org", "b" * 64)):
+        execute(ws, f"INSERT INTO requests ({columns}) SELECT :new, :key, state, received_at, deadline, 0"
+                " FROM requests WHERE request_id = :r", new=request_id, key=key, r=real)  # fmt: skip
     result = cli("-w", ws, "status", expect=1)
     assert result.stderr == (
         "error: request with a malformed id is in the requests table, but the ledger never received it"

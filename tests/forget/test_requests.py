@@ -68,3 +68,31 @@ def test_filing_is_idempotent_and_extension_is_bounded(tmp_path: Path) -> None:
         "request.extended",
         "request.received",
     ]
+
+
+def test_callers_filing_for_one_subject_at_the_same_moment_make_one_request(tmp_path: Path, database_url: str) -> None:
+    """Two portals (or service threads) racing past the pending check: the database's one-open-request
+    index turns the loser's insert into the winner's request, and the ledger logs one receipt."""
+    import threading
+
+    from forget.audit.ledger_view import entries
+
+    cli(*init_args(tmp_path / "ws", database_url))
+    ws = open_workspace(tmp_path / "ws")
+    barrier = threading.Barrier(6)
+    results: list[tuple[str, bool]] = []
+
+    def file() -> None:
+        mine = open_workspace(tmp_path / "ws")
+        barrier.wait()
+        request, created = file_request(mine, "carol")
+        results.append((request.request_id, created))
+
+    threads = [threading.Thread(target=file) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({request_id for request_id, _ in results}) == 1, results
+    assert sum(created for _, created in results) == 1
+    assert [e.kind for e in entries(ws, "request.received")] == ["request.received"]

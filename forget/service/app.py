@@ -1,0 +1,237 @@
+"""The HTTP API of `forget serve` (Starlette on uvicorn): requests, certificates, the ledger, predictions.
+
+Every route but the probes and the OpenAPI document needs a bearer token with the route's
+scope (401 without a valid token, 403 with the wrong scope). Handlers are plain functions:
+Starlette runs them in its thread pool, since the work they do (the database, torch) blocks.
+No log line and no error body carries a raw subject id: a request is named by its id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from forget.erasure.requests import RequestState, UnknownRequestError, file_request, get_request, parse_time
+from forget.errors import ForgetError, InputError, JobLockedError
+from forget.service.ensemble import ServedEnsemble
+from forget.service.metrics import ServiceMetrics
+from forget.service.openapi import openapi_document
+from forget.service.ratelimit import RateLimiter
+from forget.service.settings import ServiceSettings
+from forget.service.tokens import Scope, TokenRecord, TokenStore, presented_token, token_hash
+from forget.workspace.core import Workspace
+
+access_log = logging.getLogger("forget.access")
+
+MAX_BODY = 1 << 20
+"""1 MiB: a request is a few hundred bytes; a prediction batch of a few thousand rows fits."""
+MAX_ROWS = 10_000
+
+
+class HTTPProblem(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+def _status_of(error: ForgetError) -> int:
+    if isinstance(error, UnknownRequestError):
+        return 404
+    if isinstance(error, InputError):
+        return 422
+    if isinstance(error, JobLockedError):
+        return 409
+    return 503  # the workspace, its database or its models are not usable now
+
+
+Handler = Callable[[Request, TokenRecord | None], Response]
+
+
+class Service:
+    """What the routes share: the workspace, the token store, the loaded models, the limits."""
+
+    def __init__(self, workspace: Workspace, tokens: TokenStore, settings: ServiceSettings) -> None:
+        self.workspace = workspace
+        self.tokens = tokens
+        self.settings = settings
+        self.ensemble = ServedEnsemble(workspace, settings.device)
+        self.limiter = RateLimiter(settings.request_rate, settings.request_burst)
+        self.metrics = ServiceMetrics(workspace)
+        self.started = time.time()
+
+    # -- routes -------------------------------------------------------------------------
+
+    def healthz(self, request: Request, token: TokenRecord | None) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    def readyz(self, request: Request, token: TokenRecord | None) -> Response:
+        try:
+            self.workspace.datastore.check_schema()
+            self.ensemble.refresh()
+        except ForgetError as error:
+            return JSONResponse({"status": "not ready", "reason": str(error)}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    def openapi(self, request: Request, token: TokenRecord | None) -> Response:
+        return JSONResponse(openapi_document())
+
+    def metrics_text(self, request: Request, token: TokenRecord | None) -> Response:
+        body, content_type = self.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    def create_request(self, request: Request, token: TokenRecord | None) -> Response:
+        assert token is not None
+        wait = self.limiter.allow(token.token_id)
+        if wait > 0:
+            raise HTTPProblem(429, "too many requests for this token", {"Retry-After": str(max(1, round(wait)))})
+        body = _json_body(request)
+        subject_id = body.get("subject_id")
+        if not isinstance(subject_id, str):
+            raise HTTPProblem(422, "subject_id must be a string")
+        received_at = body.get("received_at")
+        if received_at is not None and not isinstance(received_at, str):
+            raise HTTPProblem(422, "received_at must be an RFC 3339 time")
+        note = body.get("note")
+        if note is not None and not isinstance(note, str):
+            raise HTTPProblem(422, "note must be a string")
+        unknown = sorted(set(body) - {"subject_id", "received_at", "note"})
+        if unknown:
+            raise HTTPProblem(422, f"unknown field {unknown[0]!r}")
+        received = parse_time(received_at) if received_at is not None else None
+        filed, new = file_request(self.workspace, subject_id, received, note)
+        return JSONResponse(filed.to_dict(datetime.now(UTC)), status_code=201 if new else 200)
+
+    def list_requests(self, request: Request, token: TokenRecord | None) -> Response:
+        state = request.query_params.get("state")
+        states = None
+        if state is not None:
+            try:
+                states = [RequestState(state)]
+            except ValueError:
+                raise HTTPProblem(422, f"state must be one of {', '.join(s.value for s in RequestState)}") from None
+        from forget.erasure.requests import ErasureRequest
+
+        now = datetime.now(UTC)
+        rows = self.workspace.datastore.find_requests(states=states)
+        return JSONResponse({"requests": [ErasureRequest.from_row(row).to_dict(now) for row in rows]})
+
+    def show_request(self, request: Request, token: TokenRecord | None) -> Response:
+        found = get_request(self.workspace, request.path_params["request_id"])
+        return JSONResponse(found.to_dict(datetime.now(UTC)))
+
+    def certificate(self, request: Request, token: TokenRecord | None) -> Response:
+        from forget.erasure.certify import certificate_path
+
+        request_id = request.path_params["request_id"]
+        found = get_request(self.workspace, request_id)
+        path = certificate_path(self.workspace, found.request_id)
+        if not path.is_file():
+            raise HTTPProblem(404, f"request {found.request_id} has no certificate yet (state {found.state.value})")
+        data = path.read_bytes()
+        kind = request.query_params.get("format", "json")
+        if kind == "json":
+            return Response(data, media_type="application/json")
+        if kind not in ("html", "pdf"):
+            raise HTTPProblem(422, "format must be json, html or pdf")
+        from forget.audit.certificate_view import certificate_view
+        from ledger.keys import load_public_key
+        from reports.render import render_html, render_pdf
+        from reports.verify import VerifierKey
+
+        key = VerifierKey(self.workspace.config.origin, load_public_key(self.workspace.keys_dir / "signing.pub.pem"))
+        view = certificate_view(data, key, workspace=self.workspace)
+        if kind == "html":
+            return Response(render_html(view), media_type="text/html; charset=utf-8")
+        return Response(render_pdf(view), media_type="application/pdf")
+
+    def ledger_head(self, request: Request, token: TokenRecord | None) -> Response:
+        with self.workspace.datastore.snapshot() as connection:
+            head = self.workspace.ledger.head(connection)
+        if head is None:
+            raise HTTPProblem(503, "the ledger has no signed head yet")
+        return PlainTextResponse(head.note, media_type="text/plain; charset=utf-8")
+
+    def predict(self, request: Request, token: TokenRecord | None) -> Response:
+        body = _json_body(request)
+        rows = body.get("rows")
+        if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+            raise HTTPProblem(422, "rows must be a non-empty list of objects, one per row")
+        if len(rows) > MAX_ROWS:
+            raise HTTPProblem(413, f"at most {MAX_ROWS} rows per call")
+        answer = self.ensemble.predict(rows)
+        return JSONResponse({"predictions": answer.labels, "shards": answer.shards})
+
+
+def _json_body(request: Request) -> dict[str, Any]:
+    raw: bytes = request.state.body
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPProblem(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise HTTPProblem(400, "the body must be a JSON object")
+    return body
+
+
+def _route(service: Service, path: str, method: str, handler: Handler, scope: Scope | None) -> Route:
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        token_name = "-"
+        try:
+            token: TokenRecord | None = None
+            if scope is not None:
+                presented = presented_token(request.headers.get("authorization"))
+                token = await run_in_threadpool(service.tokens.find, token_hash(presented)) if presented else None
+                if token is None or token.revoked_at is not None:
+                    raise HTTPProblem(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+                token_name = token.name
+                if not token.allows(scope):
+                    raise HTTPProblem(403, f"this token lacks the {scope.value} scope")
+            if method == "POST":
+                body = await request.body()
+                if len(body) > MAX_BODY:
+                    raise HTTPProblem(413, f"the body is larger than {MAX_BODY} bytes")
+                request.state.body = body
+            response = await run_in_threadpool(handler, request, token)
+        except HTTPProblem as problem:
+            response = JSONResponse({"error": str(problem)}, status_code=problem.status, headers=problem.headers)
+        except ForgetError as error:
+            response = JSONResponse({"error": str(error)}, status_code=_status_of(error))
+        elapsed = time.perf_counter() - started
+        service.metrics.observe_call(path, response.status_code, elapsed)
+        # The path template, never the query or the body: neither may hold a subject id in a log.
+        access_log.info("%s %s %d %s %.1fms", method, path, response.status_code, token_name, elapsed * 1000)
+        return response
+
+    return Route(path, endpoint, methods=[method])
+
+
+def create_app(workspace: Workspace, tokens: TokenStore, settings: ServiceSettings | None = None) -> Starlette:
+    service = Service(workspace, tokens, settings or ServiceSettings())
+    routes = [
+        _route(service, "/healthz", "GET", service.healthz, None),
+        _route(service, "/readyz", "GET", service.readyz, None),
+        _route(service, "/openapi.json", "GET", service.openapi, None),
+        _route(service, "/metrics", "GET", service.metrics_text, Scope.REQUESTS_READ),
+        _route(service, "/v1/requests", "POST", service.create_request, Scope.REQUESTS_WRITE),
+        _route(service, "/v1/requests", "GET", service.list_requests, Scope.REQUESTS_READ),
+        _route(service, "/v1/requests/{request_id}", "GET", service.show_request, Scope.REQUESTS_READ),
+        _route(service, "/v1/certificates/{request_id}", "GET", service.certificate, Scope.CERTIFICATES_READ),
+        _route(service, "/v1/ledger/head", "GET", service.ledger_head, Scope.CERTIFICATES_READ),
+        _route(service, "/v1/predict", "POST", service.predict, Scope.PREDICT),
+    ]
+    app = Starlette(routes=routes)
+    app.state.service = service
+    return app

@@ -1,0 +1,109 @@
+"""The models a server keeps in memory, and the rule that keeps them exact.
+
+A shard's model answers only while the ledger still names it as that shard's last checkpoint.
+Before every prediction the server compares the log's size with the one it loaded at (one
+indexed query); when the log grew, it re-reads the shards' checkpoints and drops any model the
+lineage no longer names, so a model that saw erased records stops answering the moment the
+erasure commits, whichever process ran it. A shard that is being retrained has no last
+checkpoint: the ensemble answers from the other shards until it is back.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from forget.data.ingest import encode
+from forget.errors import InputError, NotTrainedError
+from forget.store.checkpoints import checkpoint_store
+from forget.training.train import training_config
+from forget.training.trust import current_checkpoints, read_checkpoint
+from forget.workspace.core import Workspace
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    log_size: int
+    digests: dict[int, str]
+    models: dict[int, Any]
+
+
+@dataclass(frozen=True)
+class EnsembleAnswer:
+    labels: list[str]
+    """The predicted class of each row."""
+    shards: list[int]
+    """The shards that answered (all, unless some are being retrained)."""
+
+
+class ServedEnsemble:
+    def __init__(self, workspace: Workspace, device: str = "cpu") -> None:
+        from sisa.device import resolve_device
+
+        self.workspace = workspace
+        self.device = resolve_device(device)
+        self._loaded = _Loaded(-1, {}, {})
+        self._lock = threading.Lock()
+
+    def _log_size(self) -> int:
+        from ledger import store as ledger_store
+
+        with self.workspace.datastore.snapshot() as connection:
+            return ledger_store.size(connection)
+
+    def refresh(self) -> _Loaded:
+        """The models the ledger names now (reloading only the shards whose checkpoint changed)."""
+        from sisa.trainer import load_model
+
+        size = self._log_size()
+        current = self._loaded
+        if size == current.log_size:
+            return current
+        with self._lock:
+            current = self._loaded
+            if size == current.log_size:
+                return current
+            ws = self.workspace
+            schema = ws.config.schema
+            if schema is None:
+                raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
+            last = ws.config.slices - 1
+            named = current_checkpoints(ws, [(s, last) for s in range(ws.config.shards)])
+            digests = {shard: digest for (shard, _), digest in named.items()}
+            models = {s: m for s, m in current.models.items() if current.digests.get(s) == digests.get(s)}
+            store = checkpoint_store(ws)
+            config = training_config(ws)
+            for shard, digest in digests.items():
+                if shard not in models:
+                    data = read_checkpoint(store, shard, last, digest)
+                    model = load_model(data, config, shard, schema.shape, len(schema.labels))
+                    model.eval()
+                    models[shard] = model.to(self.device)
+            self._loaded = _Loaded(size, digests, models)
+            return self._loaded
+
+    def predict(self, rows: list[dict[str, Any]]) -> EnsembleAnswer:
+        from sisa.aggregation import Aggregation, aggregate, predict_proba
+
+        loaded = self.refresh()
+        if not loaded.models:
+            raise NotTrainedError("no shard is trained to its last slice yet")
+        schema = self.workspace.config.schema
+        assert schema is not None
+        names = [f.name for f in schema.features]
+        missing = sorted({n for row in rows for n in names if n not in row})
+        if missing:
+            raise InputError(f"a row has no field {missing[0]!r}, which the schema needs")
+        try:
+            table = pa.Table.from_pylist([{n: row[n] for n in names} for row in rows])
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise InputError("the rows' values do not have one type per field") from None
+        features = encode(table, schema, "the request").reshape(-1, *schema.shape)
+        shards = sorted(loaded.models)
+        probabilities = np.stack([predict_proba(loaded.models[s], features, self.device) for s in shards])
+        chosen = aggregate(probabilities, Aggregation(self.workspace.config.training.aggregation))
+        return EnsembleAnswer([schema.labels[int(i)] for i in chosen], shards)

@@ -1,0 +1,85 @@
+"""Running the service: the bind rules, TLS, and logs without subject ids."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from forget.errors import InputError, MissingExtraError, WorkspaceError
+from forget.service.settings import ServiceSettings
+from forget.service.tokens import TokenStore
+from forget.workspace.core import Workspace
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, tokens: TokenStore) -> None:
+    """Anything but loopback needs at least one token: an API that erases and predicts is never open."""
+    if not is_loopback(host) and not tokens.any_active():
+        raise WorkspaceError(
+            f"refusing to listen on {host} with no API token: create one with `forget token create` first"
+        )
+
+
+def serve(
+    workspace: Workspace,
+    tokens: TokenStore,
+    host: str,
+    port: int,
+    settings: ServiceSettings,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> None:
+    try:
+        import uvicorn
+
+        from forget.service.app import create_app
+    except ImportError as error:
+        raise MissingExtraError(f"forget serve needs {error.name}: pip install 'forget[serve]'") from error
+
+    check_bind(host, tokens)
+    if (tls_cert is None) != (tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise InputError(f"{path} does not exist or is not a file")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    for name in ("forget.access", "forget.service"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    app = create_app(workspace, tokens, settings)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host.strip("[]"), port))
+    except OSError as error:
+        raise InputError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    bound_port = listener.getsockname()[1]
+    scheme = "https" if tls_cert else "http"
+    # The first line on stdout, flushed: a supervisor or a test learns the port when --port 0 chose it.
+    print(f"forget serve: listening on {scheme}://{host}:{bound_port}", flush=True)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # uvicorn's line holds the query string; ours logs the route template only
+        log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run(sockets=[listener])
