@@ -12,15 +12,43 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 if TYPE_CHECKING:
     from forget.workspace.core import Workspace
+    from tests.helpers import WorkspaceCache
 
 POSTGRES_ENV = "FORGET_TEST_POSTGRES_URL"
+
+
+def _build_the_cli_command_once() -> None:
+    """typer's CliRunner rebuilds the click command from the app's annotations on every invoke: about
+    50 ms, most of a quick CLI test and 40 s of the whole run. `cli.main.app` does not change while
+    the tests run, so its command is built once; any other Typer app (tests/cli/test_errors.py
+    makes its own) is built as before."""
+    import sys
+
+    import typer
+    import typer.testing
+
+    original = typer.main.get_command
+    built: list[Any] = []
+
+    def get_command(app: typer.Typer) -> Any:
+        main = sys.modules.get("cli.main")
+        if main is None or app is not main.app:
+            return original(app)
+        if not built:
+            built.append(original(app))
+        return built[0]
+
+    setattr(typer.testing, "_get_command", get_command)  # noqa: B010 (a private name: no attribute for mypy)
+
+
+_build_the_cli_command_once()
 
 
 def write_tabular_csv(path: Path, rows: int = 240, seed: int = 7, subjects: int | None = None) -> list[dict[str, str]]:
@@ -102,3 +130,11 @@ def fake_workspace(tmp_path: Path) -> Workspace:
     from tests.fakes import make_fake_workspace
 
     return make_fake_workspace(tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> WorkspaceCache:
+    """Workspaces built once per session and copied for each test (tests/helpers.py WorkspaceCache)."""
+    from tests.helpers import WorkspaceCache
+
+    return WorkspaceCache(tmp_path_factory.mktemp)

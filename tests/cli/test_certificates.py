@@ -1,8 +1,11 @@
 """Certificates from a real workspace: offline verification, origin pinning, one person per
 certificate, later checkpoints, issue, render and replay.
 
-The verifier's behaviour on malformed and tampered certificates is tested on a synthetic
-certificate in tests/reports/test_verify.py; here, what needs a trained workspace.
+The verifier's behaviour on malformed and tampered certificates (another key, another log,
+another origin, a bad later checkpoint, a changed statement, an unreadable file) is tested on a
+synthetic certificate in tests/reports/test_verify.py; here, what needs a trained workspace, and
+each of those kinds once end to end through the CLI, for its exit code and message. The issued
+workspace is built once per session (the `built` cache) and shared by this module's tests.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 
 from forget.workspace.core import open_workspace
 from tests.conftest import write_tabular_csv
-from tests.helpers import cli, cli_json, init_args
+from tests.helpers import WorkspaceCache, cli, cli_json, init_args
 
 PRESENT = "person-0046"  # the first subject of the generated data (rows=150, seed 7)
 COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-column", "record"]
@@ -58,9 +61,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture(scope="module")
-def issued(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("certs")
+def issue(root: Path) -> dict[str, Any]:
+    """A workspace in root/ws that erased three batch mates and found no data for a fourth request."""
     ws = make_workspace(root, "ws")
     subjects = batch_mates(ws)
     requests = [cli_json("-w", ws, "request", "--subject-id", s)["request_id"] for s in subjects]
@@ -72,15 +74,26 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "key.pem").write_text(pem + "-----END PUBLIC KEY-----\n")
     workspace = open_workspace(ws)
     return {
+        "requests": requests,
+        "nodata": nodata,
+        "subject_keys": [workspace.pseudonymiser.subject(s) for s in subjects],
+        "origin": workspace.config.origin,
+    }
+
+
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory, built: WorkspaceCache) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("certs")
+    made = built.copy("certificates-issued", issue, root)
+    ws = root / "ws"
+    return {
+        **made,
         "root": root,
         "ws": ws,
-        "requests": requests,
-        "subject_keys": [workspace.pseudonymiser.subject(s) for s in subjects],
-        "erased": ws / "certificates" / f"{requests[0]}.json",
-        "nodata": ws / "certificates" / f"{nodata}.json",
+        "erased": ws / "certificates" / f"{made['requests'][0]}.json",
+        "nodata": ws / "certificates" / f"{made['nodata']}.json",
         "key": root / "operator.pub",
         "pem": root / "key.pem",
-        "origin": workspace.config.origin,
     }
 
 
@@ -166,7 +179,9 @@ def test_a_shadow_workspace_with_the_same_key_is_refused(issued: dict[str, Any],
 
 
 def test_wrong_key_other_log_and_garbage(issued: dict[str, Any], tmp_path: Path) -> None:
-    other = make_workspace(tmp_path, "other")
+    """Through the CLI, end to end; the verifier's side of each is in tests/reports/test_verify.py."""
+    other = tmp_path / "other"  # another operator's workspace: its keys and its log's first head
+    cli(*init_args(other, "sqlite:///forget.db"))
     other_key = tmp_path / "other.pub"
     other_key.write_text(cli("-w", other, "keys", "public").stdout)
     assert "not signed by the given public key" in verify(issued["erased"], other_key, expect=1).stderr
@@ -216,10 +231,9 @@ def test_certificate_issue_and_render(issued: dict[str, Any], tmp_path: Path) ->
     assert "not completed" in result.stderr
 
 
-def test_audit_replay_reproduces_and_catches_an_altered_checkpoint(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path, "ws")
-    request_id = cli_json("-w", ws, "request", "--subject-id", PRESENT)["request_id"]
-    cli("-w", ws, "run", "--device", "cpu")
+def test_audit_replay_reproduces_and_catches_an_altered_checkpoint(tmp_path: Path, built: WorkspaceCache) -> None:
+    request_id = built.copy("certificates-issued", issue, tmp_path)["requests"][0]  # a copy of its own
+    ws = tmp_path / "ws"
     replay = cli_json("-w", ws, "audit", "replay", request_id)
     assert replay["reproduced"] and replay["compared"] >= 1
     shard = replay["shards"][0]

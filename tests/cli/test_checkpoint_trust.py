@@ -33,7 +33,7 @@ from forget.workspace.core import open_workspace
 from ledger.log import Entry
 from tests import crashing_job
 from tests.conftest import write_rows, write_tabular_csv
-from tests.helpers import cli, cli_json, init_args
+from tests.helpers import WorkspaceCache, cli, cli_json, init_args
 
 COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-column", "record"]
 ERASED = ["person-0003", "person-0010", "person-0042", "person-0009"]
@@ -75,33 +75,54 @@ def put_back(erased: Erased, shard: int, slice_: int) -> str:
     return old
 
 
-def build(tmp_path: Path, database_url: str) -> Path:
-    records = write_tabular_csv(tmp_path / "all.csv", rows=203)
-    write_rows(tmp_path / "data.csv", records)
-    ws = tmp_path / "ws"
+def _build(root: Path, database_url: str) -> None:
+    records = write_tabular_csv(root / "all.csv", rows=203)
+    write_rows(root / "data.csv", records)
+    ws = root / "ws"
     cli(*init_args(ws, database_url))
-    cli("-w", ws, "ingest", tmp_path / "data.csv", *COLUMNS)
+    cli("-w", ws, "ingest", root / "data.csv", *COLUMNS)
     cli("-w", ws, "train", "--device", "cpu")
-    return ws
 
 
-def erase(tmp_path: Path, database_url: str) -> Erased:
-    ws = build(tmp_path, database_url)
+def build(tmp_path: Path, database_url: str, built: WorkspaceCache) -> Path:
+    """A trained workspace in tmp_path/ws: on SQLite built once per session and copied."""
+    if database_url.startswith("sqlite"):
+        built.copy("checkpoint-trust-trained", lambda root: _build(root, database_url), tmp_path)
+    else:
+        _build(tmp_path, database_url)
+    return tmp_path / "ws"
+
+
+Table = dict[Key, str]
+
+
+def _erase(root: Path, database_url: str, built: WorkspaceCache) -> tuple[Table, Table, int]:
+    ws = build(root, database_url, built)
     before = checkpoint_map(ws)
-    saved = tmp_path / "saved-checkpoints"
-    shutil.copytree(ws / "checkpoints", saved)
+    shutil.copytree(ws / "checkpoints", root / "saved-checkpoints")
     for subject in ERASED:
         cli("-w", ws, "request", "--subject-id", subject)
     cli("-w", ws, "run", "--device", "cpu")
     after = checkpoint_map(ws)
     rewound = sorted(s for s in range(4) if before[(s, LAST - 1)] != after[(s, LAST - 1)])
     assert rewound, "the test data must make some erasure rewind a shard before its last slice"
-    return Erased(ws, before, after, saved, rewound[0])
+    return before, after, rewound[0]
+
+
+def erase(tmp_path: Path, database_url: str, built: WorkspaceCache) -> Erased:
+    if database_url.startswith("sqlite"):
+        before, after, shard = built.copy(
+            "checkpoint-trust-erased", lambda root: _erase(root, database_url, built), tmp_path
+        )
+    else:
+        before, after, shard = _erase(tmp_path, database_url, built)
+    return Erased(tmp_path / "ws", before, after, tmp_path / "saved-checkpoints", shard)
 
 
 @pytest.fixture
-def erased(tmp_path: Path, database_url: str) -> Erased:
-    return erase(tmp_path, database_url)
+def erased(tmp_path: Path, database_url: str, built: WorkspaceCache) -> Erased:
+    """A workspace after an erasure, with the checkpoints it had before (on SQLite: copied)."""
+    return erase(tmp_path, database_url, built)
 
 
 def refused(ws: Path, *args: object, shard: int, slice_: int) -> str:
@@ -142,9 +163,11 @@ def test_train_refuses_to_resume_from_a_pre_erasure_checkpoint(erased: Erased) -
 
 
 @pytest.mark.slow
-def test_slices_an_erasure_dropped_are_not_resurrected(tmp_path: Path, database_url: str) -> None:
+def test_slices_an_erasure_dropped_are_not_resurrected(
+    tmp_path: Path, database_url: str, built: WorkspaceCache
+) -> None:
     """Killed after the erasure dropped the rows, before retraining: the old files are still there."""
-    ws = build(tmp_path, database_url)
+    ws = build(tmp_path, database_url, built)
     before = checkpoint_map(ws)
     for subject in ERASED:
         cli("-w", ws, "request", "--subject-id", subject)
@@ -173,8 +196,8 @@ def test_slices_an_erasure_dropped_are_not_resurrected(tmp_path: Path, database_
     cli("-w", ws, "predict", tmp_path / "new.csv")
 
 
-def test_checkpoints_stale_after_an_ingest_are_not_resurrected(tmp_path: Path) -> None:
-    ws = build(tmp_path, "sqlite:///forget.db")
+def test_checkpoints_stale_after_an_ingest_are_not_resurrected(tmp_path: Path, built: WorkspaceCache) -> None:
+    ws = build(tmp_path, "sqlite:///forget.db", built)
     before = checkpoint_map(ws)
     more = write_tabular_csv(tmp_path / "more.csv", rows=40, seed=23)
     for row in more:
@@ -201,8 +224,10 @@ def test_a_checkpoint_file_altered_on_disk_is_refused_naming_its_shard_and_slice
     assert f"checkpoint {current[:12]} is corrupt" in message
 
 
-def test_a_resume_checkpoint_altered_on_disk_stops_training_naming_its_shard_and_slice(tmp_path: Path) -> None:
-    ws = build(tmp_path, "sqlite:///forget.db")
+def test_a_resume_checkpoint_altered_on_disk_stops_training_naming_its_shard_and_slice(
+    tmp_path: Path, built: WorkspaceCache
+) -> None:
+    ws = build(tmp_path, "sqlite:///forget.db", built)
     table = checkpoint_map(ws)
     resume = table[(2, LAST - 1)]
     (ws / "checkpoints" / resume[:2] / resume).write_bytes(b"not the logged checkpoint")
@@ -223,9 +248,9 @@ def test_the_backward_scan_gives_what_folding_every_entry_gives(erased: Erased) 
     assert any(c.dropped_by is None for c in slow.checkpoints.values())
 
 
-def test_a_long_log_is_read_backwards_only_as_far_as_the_wanted_slices(tmp_path: Path) -> None:
+def test_a_long_log_is_read_backwards_only_as_far_as_the_wanted_slices(tmp_path: Path, built: WorkspaceCache) -> None:
     """4,096 later entries of other shards: asking for shard 0 reads window after window back to its own."""
-    ws = build(tmp_path, "sqlite:///forget.db")
+    ws = build(tmp_path, "sqlite:///forget.db", built)
     workspace = open_workspace(ws)
     table, ledger = workspace.datastore.checkpoint_map(), workspace.ledger
     with workspace.datastore.engine.begin() as connection:

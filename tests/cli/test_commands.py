@@ -13,19 +13,24 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_tabular_csv
-from tests.helpers import cli, cli_json, init_args
+from tests.helpers import WorkspaceCache, cli, cli_json, init_args
 
 COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-column", "record"]
 
 
-@pytest.fixture
-def trained(tmp_path: Path) -> Path:
-    ws = tmp_path / "ws"
+def train_workspace(root: Path) -> None:
+    ws = root / "ws"
     cli(*init_args(ws, "sqlite:///forget.db"))
-    write_tabular_csv(tmp_path / "train.csv", rows=300, seed=1)
-    cli("-w", ws, "ingest", tmp_path / "train.csv", *COLUMNS)
+    write_tabular_csv(root / "train.csv", rows=300, seed=1)
+    cli("-w", ws, "ingest", root / "train.csv", *COLUMNS)
     cli("-w", ws, "train", "--device", "cpu")
-    return ws
+
+
+@pytest.fixture
+def trained(tmp_path: Path, built: WorkspaceCache) -> Path:
+    """A trained workspace of its own (built once per session, copied here)."""
+    built.copy("commands-trained", train_workspace, tmp_path)
+    return tmp_path / "ws"
 
 
 def test_init_writes_private_keys_and_refuses_a_second_init(tmp_path: Path) -> None:

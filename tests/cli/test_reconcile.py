@@ -18,7 +18,7 @@ from forget.erasure import reconcile
 from forget.erasure.reconcile import RequestMismatchError, reconcile_requests
 from forget.workspace.core import open_workspace
 from tests.conftest import write_tabular_csv
-from tests.helpers import cli, cli_json, init_args
+from tests.helpers import WorkspaceCache, cli, cli_json, init_args
 
 COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-column", "record"]
 PRESENT = "person-0046"
@@ -36,14 +36,22 @@ def ledger_size(ws: Path) -> int:
     return len(cli("-w", ws, "ledger", "show", "--json").stdout.splitlines())
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, database_url: str) -> Path:
-    write_tabular_csv(tmp_path / "data.csv", rows=150)
-    ws = tmp_path / "ws"
+def train_workspace(root: Path, database_url: str) -> None:
+    write_tabular_csv(root / "data.csv", rows=150)
+    ws = root / "ws"
     cli(*init_args(ws, database_url))
-    cli("-w", ws, "ingest", tmp_path / "data.csv", *COLUMNS)
+    cli("-w", ws, "ingest", root / "data.csv", *COLUMNS)
     cli("-w", ws, "train", "--device", "cpu")
-    return ws
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database_url: str, built: WorkspaceCache) -> Path:
+    """A trained workspace of its own: on SQLite built once per session and copied here."""
+    if database_url.startswith("sqlite"):
+        built.copy("reconcile-trained", lambda root: train_workspace(root, database_url), tmp_path)
+    else:
+        train_workspace(tmp_path, database_url)
+    return tmp_path / "ws"
 
 
 def test_requests_that_agree_with_the_ledger_pass_in_every_state(workspace: Path) -> None:

@@ -19,7 +19,7 @@ from forget.workspace.core import open_workspace
 from forget.workspace.lock import job_lock
 from tests import crashing_job
 from tests.conftest import write_rows, write_tabular_csv
-from tests.helpers import cli, cli_json, init_args
+from tests.helpers import WorkspaceCache, cli, cli_json, init_args
 
 COLUMNS = ["--subject-column", "subject", "--label-column", "label", "--id-column", "record"]
 ERASED = ["person-0003", "person-0010", "person-0042", "person-0009"]
@@ -39,6 +39,26 @@ def build(tmp_path: Path, name: str, database_url: str, records: list[dict[str, 
     )
     cli("-w", ws, "train", "--device", "cpu")
     return ws
+
+
+def trained(built: WorkspaceCache, tmp_path: Path, records: list[dict[str, str]]) -> Path:
+    """`build(tmp_path, "ws", "sqlite:///forget.db", records)`: built once per session, copied here."""
+    built.copy("run-ws", lambda root: build(root, "ws", "sqlite:///forget.db", records), tmp_path)
+    return tmp_path / "ws"
+
+
+def trained_without_erased(
+    built: WorkspaceCache, tmp_path: Path, records: list[dict[str, str]], keys_from: Path
+) -> Path:
+    """The workspace trained on the records without ERASED, with the keys of `keys_from`, which
+    must be a copy of `trained`'s (so the keys, and the cached workspace, are the same)."""
+    retained = [r for r in records if r["subject"] not in ERASED]
+    built.copy(
+        "run-fresh",
+        lambda root: build(root, "fresh", "sqlite:///forget.db", retained, "--keys-from", keys_from),
+        tmp_path,
+    )
+    return tmp_path / "fresh"
 
 
 def digests(ws: Path) -> dict[tuple[int, int], str]:
@@ -61,18 +81,19 @@ def records(tmp_path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def reference(tmp_path: Path, records: list[dict[str, str]]) -> tuple[Path, dict[tuple[int, int], str]]:
+def reference(
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
+) -> tuple[Path, dict[tuple[int, int], str]]:
     """The workspace that erasure must reproduce: trained without the subjects, same keys and schema."""
-    source = build(tmp_path, "source", "sqlite:///forget.db", records)
-    retained = [r for r in records if r["subject"] not in ERASED]
-    fresh = build(tmp_path, "fresh", "sqlite:///forget.db", retained, "--keys-from", source)
-    return source, digests(fresh)
+    source = trained(built, tmp_path, records)
+    return source, digests(trained_without_erased(built, tmp_path, records, source))
 
 
 def test_request_status_run_status_equals_training_without_them(
-    tmp_path: Path, database_url: str, records: list[dict[str, str]]
+    tmp_path: Path, database_url: str, records: list[dict[str, str]], built: WorkspaceCache
 ) -> None:
-    ws = build(tmp_path, "ws", database_url, records)
+    on_sqlite = database_url.startswith("sqlite")
+    ws = trained(built, tmp_path, records) if on_sqlite else build(tmp_path, "ws", database_url, records)
     for subject in ERASED:
         cli("-w", ws, "request", "--subject-id", subject)
     cli("-w", ws, "request", "--subject-id", "person-never-seen", "--received-at", "2026-01-05T10:00:00Z")
@@ -92,9 +113,11 @@ def test_request_status_run_status_equals_training_without_them(
     assert after["overdue"] == 0 and {r["state"] for r in after["requests"]} == {"completed"}
     assert cli_json("-w", ws, "run")["run_id"] is None  # nothing left: idempotent
 
-    retained = [r for r in records if r["subject"] not in ERASED]
-    fresh = build(tmp_path, "fresh", database_url if database_url.startswith("sqlite") else "sqlite:///forget.db",
-                  retained, "--keys-from", ws)  # fmt: skip
+    if on_sqlite:
+        fresh = trained_without_erased(built, tmp_path, records, ws)
+    else:  # keys of its own: train anew
+        retained = [r for r in records if r["subject"] not in ERASED]
+        fresh = build(tmp_path, "fresh", "sqlite:///forget.db", retained, "--keys-from", ws)
     assert digests(ws) == digests(fresh)
     cli("-w", ws, "ledger", "verify")
     kinds = [json.loads(line)["kind"] for line in cli("-w", ws, "ledger", "show", "--json").stdout.splitlines()]
@@ -180,10 +203,12 @@ def test_a_job_killed_at_random_moments_resumes_to_the_same_models(
 
 
 @pytest.mark.slow
-def test_forget_run_reads_no_fault_from_the_environment(tmp_path: Path, records: list[dict[str, str]]) -> None:
+def test_forget_run_reads_no_fault_from_the_environment(
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
+) -> None:
     """Faults are a seam the crash tests pass to `run_job` (tests/crashing_job.py): the variables
     the job once obeyed do nothing to a production `forget run`."""
-    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    ws = trained(built, tmp_path, records)
     cli("-w", ws, "request", "--subject-id", ERASED[0])
     faults = {"FORGET_CRASH_AT": "started", "FORGET_PAUSE_AT": f"started:{tmp_path / 'never'}"}
     started = time.monotonic()
@@ -194,9 +219,9 @@ def test_forget_run_reads_no_fault_from_the_environment(tmp_path: Path, records:
 
 
 def test_what_a_killed_training_wrote_but_never_recorded_is_removed_by_the_next_train(
-    tmp_path: Path, records: list[dict[str, str]]
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
 ) -> None:
-    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    ws = trained(built, tmp_path, records)
     expected = digests(ws)
     folder = ws / "checkpoints" / "ab"
     folder.mkdir(exist_ok=True)
@@ -207,15 +232,25 @@ def test_what_a_killed_training_wrote_but_never_recorded_is_removed_by_the_next_
     assert {p.name for p in (ws / "checkpoints").glob("??/*")} == set(expected.values())
 
 
-def test_two_jobs_at_once_exactly_one_works(tmp_path: Path, records: list[dict[str, str]]) -> None:
-    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+def test_a_job_is_refused_while_another_holds_the_lock(
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
+) -> None:
+    ws = trained(built, tmp_path, records)
     cli("-w", ws, "request", "--subject-id", ERASED[0])
     # A job holding the lock, in this process: a second job must leave everything as it is.
     with job_lock(open_workspace(ws)):
         blocked = cli("-w", ws, "run", expect=5)
     assert "another `forget run`, `train` or `ingest` is working on this workspace" in blocked.stderr
     assert cli_json("-w", ws, "status")["requests"][0]["state"] == "pending"
-    # Two real processes: the first pauses inside the job; the second starts and is refused.
+
+
+@pytest.mark.slow
+def test_two_jobs_at_once_exactly_one_works(
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
+) -> None:
+    """Two real processes: the first pauses inside the job; the second starts and is refused."""
+    ws = trained(built, tmp_path, records)
+    cli("-w", ws, "request", "--subject-id", ERASED[0])
     release = tmp_path / "release"
     first = crashing_job.start(ws, "started", pause_until=release)
     deadline = time.monotonic() + 60
@@ -230,8 +265,10 @@ def test_two_jobs_at_once_exactly_one_works(tmp_path: Path, records: list[dict[s
     assert cli_json("-w", ws, "status")["requests"][0]["state"] == "completed"
 
 
-def test_erasure_leaves_no_trace_in_any_file(tmp_path: Path, records: list[dict[str, str]]) -> None:
-    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+def test_erasure_leaves_no_trace_in_any_file(
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
+) -> None:
+    ws = trained(built, tmp_path, records)
     store = open_workspace(ws).datastore
     subject_key = open_workspace(ws).pseudonymiser.subject(ERASED[1])
     import sqlalchemy as sa
@@ -286,13 +323,13 @@ def test_bad_requests_are_one_line_and_write_nothing(tmp_path: Path) -> None:
 
 
 def test_a_device_that_is_not_there_stops_the_job_before_it_erases(
-    tmp_path: Path, records: list[dict[str, str]]
+    tmp_path: Path, records: list[dict[str, str]], built: WorkspaceCache
 ) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    ws = build(tmp_path, "ws", "sqlite:///forget.db", records)
+    ws = trained(built, tmp_path, records)
     cli("-w", ws, "request", "--subject-id", ERASED[0])
     before = digests(ws)
     assert "sees no CUDA device" in cli("-w", ws, "run", "--device", "cuda", expect=3).stderr

@@ -21,7 +21,7 @@ from ledger.log import Ledger
 from sisa.store import CheckpointStore
 from sisa.trainer import TrainedSlice
 from tests.conftest import write_tabular_csv
-from tests.helpers import cli, init_args
+from tests.helpers import WorkspaceCache, cli, init_args
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARDS, SLICES = 4, 5
@@ -47,11 +47,23 @@ def recorded_state(ws: Path) -> dict[tuple[int, int], str]:
     return current
 
 
-@pytest.fixture
-def reference(tmp_path: Path) -> tuple[Path, dict[tuple[int, int], str]]:
-    source = ingested(tmp_path, "reference")
+def _trained(root: Path) -> dict[tuple[int, int], str]:
+    source = ingested(root, "reference")
     train(open_workspace(source), plan_training(open_workspace(source)), device="cpu")
-    return source, recorded_state(source)
+    return recorded_state(source)
+
+
+@pytest.fixture
+def reference(tmp_path: Path, built: WorkspaceCache) -> tuple[Path, dict[tuple[int, int], str]]:
+    """tmp_path/reference, trained (built once per session, copied here), and its checkpoints."""
+    return tmp_path / "reference", built.copy("training-record-reference", _trained, tmp_path)
+
+
+def untrained(tmp_path: Path, built: WorkspaceCache, reference: Path) -> Path:
+    """`ingested(tmp_path, ..., keys_from=reference)`: the same for every test (the reference is a
+    copy of one workspace, so its keys are the same), so built once per session and copied."""
+    built.copy("training-record-ingested", lambda root: ingested(root, "ingested", keys_from=reference), tmp_path)
+    return tmp_path / "ingested"
 
 
 def count_appends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -68,10 +80,13 @@ def count_appends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_quick_slices_are_recorded_a_shard_at_a_time(
-    tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    reference: tuple[Path, dict[tuple[int, int], str]],
+    monkeypatch: pytest.MonkeyPatch,
+    built: WorkspaceCache,
 ) -> None:
     source, expected = reference
-    ws = ingested(tmp_path, "batched", keys_from=source)
+    ws = untrained(tmp_path, built, source)
     sizes = count_appends(monkeypatch)
     seen: list[tuple[int, int]] = []
     workspace = open_workspace(ws)
@@ -89,10 +104,13 @@ def test_quick_slices_are_recorded_a_shard_at_a_time(
 
 
 def test_slow_slices_are_recorded_one_at_a_time(
-    tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    reference: tuple[Path, dict[tuple[int, int], str]],
+    monkeypatch: pytest.MonkeyPatch,
+    built: WorkspaceCache,
 ) -> None:
     source, expected = reference
-    ws = ingested(tmp_path, "slow", keys_from=source)
+    ws = untrained(tmp_path, built, source)
     sizes = count_appends(monkeypatch)
     monkeypatch.setattr(forget.training.train, "RECORD_EVERY_S", 0.0)
     train(open_workspace(ws), plan_training(open_workspace(ws)), device="cpu")
@@ -101,10 +119,13 @@ def test_slow_slices_are_recorded_one_at_a_time(
 
 
 def test_a_failure_keeps_the_stored_slices_and_training_resumes_after_them(
-    tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    reference: tuple[Path, dict[tuple[int, int], str]],
+    monkeypatch: pytest.MonkeyPatch,
+    built: WorkspaceCache,
 ) -> None:
     source, expected = reference
-    ws = ingested(tmp_path, "failing", keys_from=source)
+    ws = untrained(tmp_path, built, source)
     monkeypatch.setattr(forget.training.train, "RECORD_EVERY_S", 3600.0)
     original = CheckpointStore.put
     calls: list[int] = []
@@ -154,10 +175,10 @@ CRASH = textwrap.dedent(
 
 
 def test_a_crash_between_storing_and_recording_loses_only_that_work(
-    tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]]
+    tmp_path: Path, reference: tuple[Path, dict[tuple[int, int], str]], built: WorkspaceCache
 ) -> None:
     source, expected = reference
-    ws = ingested(tmp_path, "crashed", keys_from=source)
+    ws = untrained(tmp_path, built, source)
     killed = subprocess.run(
         [sys.executable, "-c", CRASH, str(ws), str(SLICES + 3)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )

@@ -421,6 +421,17 @@ def test_the_same_key_for_another_log_is_refused() -> None:
         verify_certificate(shadow.envelope, pinned())
 
 
+def test_another_operators_key_is_refused() -> None:
+    """The verifier key of another workspace (its own key and log): the signature is checked first."""
+    with pytest.raises(FAIL, match=r"^the certificate was not signed by the given public key \(no signature with its"):
+        verify_certificate(VALID.envelope, pinned("forget.local/other", OTHER_KEY))
+
+
+def test_a_certificate_that_cannot_be_read_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(FORMAT, match=r"^cannot read the certificate .*missing\.json: No such file or directory$"):
+        read_certificate(tmp_path / "missing.json")
+
+
 def test_a_bare_public_key_is_refused_since_it_pins_no_log() -> None:
     with pytest.raises(TypeError, match=r"^verify_certificate needs a VerifierKey\(origin, public_key\)"):
         verify_certificate(VALID.envelope, KEY.public_key())  # type: ignore[arg-type]
@@ -511,7 +522,19 @@ LATER: dict[str, tuple[Callable[[dict[str, Any]], None], type[Exception], str]] 
     "from a boolean": (lambda b: b.update(consistency_from=True), FORMAT, r"consistency_from must be an integer"),
     "from another size": (lambda b: b.update(consistency_from=3), FAIL, r"proof starts at size 3, the certificate's"),
     "proof wrong": (lambda b: b.update(consistency_proof=["00" * 32]), FAIL, r"^the log did not only grow"),
-}
+    "another log's head": (lambda b: b.update(note=_other_log_note()), FAIL,
+                           r"^the later checkpoint does not verify: "),
+}  # fmt: skip
+
+
+def _other_log_note() -> str:
+    """The head of another operator's log (its own key and origin), as its `ledger head` prints it."""
+    from ledger import merkle
+    from ledger.note import Checkpoint, sign_note
+
+    leaves = [merkle.leaf_hash(b"another log")]
+    origin = "forget.local/other"
+    return sign_note(Checkpoint(origin, 1, merkle.root_hash(leaves)).to_text(), origin, OTHER_KEY)
 
 
 @pytest.mark.parametrize("case", list(LATER))

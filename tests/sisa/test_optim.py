@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,17 @@ from sisa.trainer import OptimizerKind, ShardTask, TrainingConfig, train_shard
 from tests.sisa.test_trainer import make_slices
 
 Factory = Callable[[Any], torch.optim.Optimizer]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread, as training uses (sisa.trainer.deterministic_torch): on tensors this small
+    a second thread only waits, and on a busy machine it made these tests five times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 PAIRS: dict[str, tuple[Factory, Factory]] = {
     "adam": (lambda p: torch.optim.Adam(p, lr=1e-3), lambda p: EagerAdam(p, lr=1e-3)),
@@ -170,6 +181,7 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_training_and_resuming_never_import_torch_dynamo() -> None:
     """The import costs about a second of CPU per process (`forget run`, a Dask worker's first task)."""
     root = Path(__file__).resolve().parents[2]
