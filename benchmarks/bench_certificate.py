@@ -41,75 +41,25 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from synthetic_batch import Item, Lineage, Times, log, synthetic_batch
 
 from ledger import merkle
-from ledger.evidence import (
-    CheckpointRecorded,
-    CheckpointsPurged,
-    ErasurePlanned,
-    Outcome,
-    PlannedRewind,
-    RequestCompleted,
-    RequestReceived,
-    RequestStarted,
-    SliceManifest,
-    decode_entry,
-)
+from ledger.evidence import ErasurePlanned, RequestCompleted, decode_entry
 from ledger.log import Entry
 from ledger.note import Checkpoint, sign_note, verifier_key
 from reports.certificate import LoggedEntry, build_statement, derive_claims, sign_certificate
 
 ORIGIN = "forget.local/bench"
 TIME = "2026-11-22T09:00:00Z"
-FORM = {"normalization": "NFC", "whitespace": "trimmed", "case": "insensitive", "email": "none"}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def sha(*parts: object) -> str:
-    import hashlib
-
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
-
-
-def batch(requests: int, shards: int, slices: int, rng: random.Random) -> tuple[list[tuple[str, dict[str, Any]]], str]:
+def batch(requests: int, shards: int, slices: int, rng: random.Random) -> tuple[list[Item], str]:
     """The batch's entries, in the order `forget run` writes them; and the request to certify."""
-    run = "run_" + "0" * 15 + "1"
     ids = [f"req_{i:016x}" for i in range(requests)]
-    placed = {rid: (rng.randrange(shards), sorted(rng.sample(range(slices), rng.randint(1, 3)))) for rid in ids}
-    first = {s: min((sl[0] for sh, sl in placed.values() if sh == s), default=None) for s in range(shards)}
-    rewinds = {}
-    for shard, start in first.items():
-        if start is None:
-            continue
-        stale = tuple(sorted(sha("ckpt", shard, k, 0) for k in range(start, slices)))
-        restored = sha("ckpt", shard, start - 1, 0) if start else None
-        rewinds[shard] = PlannedRewind(shard, start, restored, sha("ckpt", shard, slices - 1, 0), stale)
-    items: list[Any] = []
-    for rid in ids:
-        items.append(
-            RequestReceived(rid, sha("subject", rid), "2026-11-01T08:00:00Z", "2026-12-01T08:00:00Z", FORM, None)
-        )
-    items += [RequestStarted(rid, run) for rid in ids]
-    items += [ErasurePlanned(rid, run, len(placed[rid][1]), (rewinds[placed[rid][0]],)) for rid in ids]
-    changed = sorted({(placed[rid][0], k) for rid in ids for k in placed[rid][1]})
-    items += [SliceManifest(shard, k, 100, sha("manifest", shard, k, 1)) for shard, k in changed]
-    items.append(CheckpointsPurged(run, tuple(sorted({d for r in rewinds.values() for d in r.stale_checkpoints}))))
-    roots = {s: [sha("manifest", s, k, 1 if (s, k) in changed else 0) for k in range(slices)] for s in rewinds}
-    for shard, rewind in sorted(rewinds.items()):
-        for k in range(rewind.from_slice, slices):
-            items.append(CheckpointRecorded(shard, k, sha("ckpt", shard, k, 1), 100, tuple(roots[shard][: k + 1]),
-                                            sha("config"), "0.1.0", "2.13.0", "3.11.9", "cpu", 1, True))  # fmt: skip
-    for rid in ids:
-        shard = placed[rid][0]
-        items.append(RequestCompleted(rid, run, sha("subject", rid), Outcome.ERASED, len(placed[rid][1]),
-                                      "2026-11-01T08:00:00Z", "2026-12-01T08:00:00Z", TIME, True,
-                                      {shard: sha("ckpt", shard, slices - 1, 1)}))  # fmt: skip
-    deepest = min(ids, key=lambda rid: rewinds[placed[rid][0]].from_slice)
-    return [item.entry() for item in items], deepest
+    times = Times("2026-11-01T08:00:00Z", "2026-12-01T08:00:00Z", TIME)
+    made = synthetic_batch(ids, "run_" + "0" * 15 + "1", rng, Lineage(shards, slices), times, most_slices=3)
+    return made.entries(), made.deepest()
 
 
 class Tree:
@@ -167,24 +117,26 @@ def certificate(entries: int, requests: int, shards: int, slices: int, key: Ed25
 
 
 def measure(args: list[str], python_path: str | None = None, run_path: bool = False) -> dict[str, Any]:
-    """Run a module (or, with `run_path`, a script) in a fresh Python process: wall time, exit, peak RSS."""
+    """Run a module (or, with `run_path`, a script) in a fresh Python process: wall time, exit, peak RSS.
+
+    The measurement is written by an atexit handler: `python -m cli` leaves with `os._exit` after
+    running the atexit handlers (cli.main.console), so code after the run would never execute; the
+    exit status is the process's own."""
     run = "runpy.run_path(sys.argv[0], run_name='__main__')" if run_path else (
         "runpy.run_module(sys.argv[0], run_name='__main__')")  # fmt: skip
     script = (
-        "import resource, sys, time, runpy\n"
+        "import atexit, resource, sys, time, runpy\n"
         "start = time.perf_counter()\n"
         "sys.argv = sys.argv[1:]\n"
-        "code = 0\n"
-        f"try:\n    {run}\n"
-        "except SystemExit as exit:\n    code = exit.code if isinstance(exit.code, int) else 1\n"
-        "sys.stderr.write('\\nRESULT %f %d %d\\n' % (time.perf_counter() - start, code,"
-        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        "atexit.register(lambda: sys.stderr.write('\\nRESULT %f %d\\n' % (time.perf_counter() - start,"
+        " resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+        f"{run}\n"
     )
     env = {**os.environ, "PYTHONPATH": python_path or str(ROOT)}
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=False)
     line = [x for x in done.stderr.splitlines() if x.startswith("RESULT ")][-1].split()
     first = [x for x in done.stderr.splitlines() if x.startswith("error:")] or [done.stdout.strip()[:120]]
-    return {"seconds": round(float(line[1]), 3), "exit": int(line[2]), "peak_rss_mib": round(int(line[3]) / 1024, 1),
+    return {"seconds": round(float(line[1]), 3), "exit": done.returncode, "peak_rss_mib": round(int(line[2]) / 1024, 1),
             "said": first[0][:160]}  # fmt: skip
 
 

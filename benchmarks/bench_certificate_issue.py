@@ -21,42 +21,21 @@ Progress goes to stderr; the last line of stdout is one JSON object with the res
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from synthetic_batch import Lineage, Times, log, subject_key, synthetic_batch
 
 from forget.erasure.certify import build_certificate, issue_certificates
 from forget.store.datastore import RequestRow
 from forget.training.lineage import sign_head
 from forget.workspace.core import InitOptions, Workspace, init_workspace
-from ledger.evidence import (
-    CheckpointRecorded,
-    CheckpointsPurged,
-    ErasurePlanned,
-    Outcome,
-    PlannedRewind,
-    RequestCompleted,
-    RequestReceived,
-    RequestStarted,
-    SliceManifest,
-)
 
 SHARDS, SLICES = 10, 5
-FORM = {"normalization": "NFC", "whitespace": "trimmed", "case": "insensitive", "email": "none"}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def sha(*parts: object) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def stamp(day: int, hour: int = 8) -> str:
@@ -67,64 +46,30 @@ def deadline(day: int) -> str:
     return f"2026-{2 + day // 28:02d}-{1 + day % 28:02d}T08:00:00Z"
 
 
-def write_run(
-    workspace: Workspace, run: int, size: int, rng: random.Random, current: dict[tuple[int, int], str]
-) -> None:
+def write_run(workspace: Workspace, run: int, size: int, rng: random.Random, lineage: Lineage) -> None:
     """One run's entries and rows, phase by phase, each phase one transaction."""
     store, ledger = workspace.datastore, workspace.ledger
-    run_id = f"run_{run:016x}"
     ids = [f"req_{run * 100_000 + i:016x}" for i in range(size)]
-    subjects = {rid: sha("subject", rid) for rid in ids}
-    placed = {rid: (rng.randrange(SHARDS), sorted(rng.sample(range(SLICES), rng.randint(1, 2)))) for rid in ids}
-    received, done = stamp(run), stamp(run, 20)
+    times = Times(stamp(run), deadline(run), stamp(run, 20))
+    batch = synthetic_batch(ids, f"run_{run:016x}", rng, lineage, times, most_slices=2)
     with store.transaction() as tx:
         for rid in ids:
-            store.add_request(tx, RequestRow(rid, subjects[rid], "pending", received, deadline(run), 0,
+            store.add_request(tx, RequestRow(rid, subject_key(rid), "pending", times.received, times.deadline, 0,
                                              None, None, None, None, None, None))  # fmt: skip
-        ledger.append(tx, [RequestReceived(rid, subjects[rid], received, deadline(run), FORM, None).entry()
-                           for rid in ids])  # fmt: skip
+        ledger.append(tx, batch.received)
     with store.transaction() as tx:
         for rid in ids:
-            store.update_request(tx, rid, state="running", run_id=run_id)
-        ledger.append(tx, [RequestStarted(rid, run_id).entry() for rid in ids])
-    first = {s: min((sl[0] for sh, sl in placed.values() if sh == s), default=None) for s in range(SHARDS)}
-    rewinds = {}
-    for shard, start in first.items():
-        if start is None:
-            continue
-        stale = tuple(sorted(current[(shard, k)] for k in range(start, SLICES)))
-        rewinds[shard] = PlannedRewind(shard, start, current.get((shard, start - 1)), current[(shard, SLICES - 1)],
-                                       stale)  # fmt: skip
-    changed = sorted({(placed[rid][0], k) for rid in ids for k in placed[rid][1]})
+            store.update_request(tx, rid, state="running", run_id=batch.run_id)
+        ledger.append(tx, batch.started)
+    for phase in (batch.planned, batch.purged, batch.retrained):
+        with store.transaction() as tx:
+            ledger.append(tx, phase)
     with store.transaction() as tx:
-        items: list[tuple[str, dict[str, Any]]] = [
-            ErasurePlanned(rid, run_id, len(placed[rid][1]), (rewinds[placed[rid][0]],)).entry() for rid in ids
-        ]
-        items += [SliceManifest(shard, k, 100, sha("manifest", shard, k, run)).entry() for shard, k in changed]
-        ledger.append(tx, items)
-    with store.transaction() as tx:
-        stale_all = tuple(sorted({d for r in rewinds.values() for d in r.stale_checkpoints}))
-        ledger.append(tx, [CheckpointsPurged(run_id, stale_all).entry()])
-    with store.transaction() as tx:
-        items = []
-        for shard, rewind in sorted(rewinds.items()):
-            for k in range(rewind.from_slice, SLICES):
-                current[(shard, k)] = sha("ckpt", shard, k, run + 1)
-                roots = tuple(sha("manifest", shard, j, run) for j in range(k + 1))
-                items.append(CheckpointRecorded(shard, k, current[(shard, k)], 100, roots, sha("config"), "0.1.0",
-                                                "2.13.0", "3.11.9", "cpu", 1, True).entry())  # fmt: skip
-        ledger.append(tx, items)
-    with store.transaction() as tx:
-        items = []
         for rid in ids:
-            shard = placed[rid][0]
-            records = len(placed[rid][1])
-            store.update_request(tx, rid, state="completed", outcome="erased", records_erased=records,
-                                 completed_at=done, shards=json.dumps([shard]))  # fmt: skip
-            items.append(RequestCompleted(rid, run_id, subjects[rid], Outcome.ERASED, records, received,
-                                          deadline(run), done, True,
-                                          {shard: current[(shard, SLICES - 1)]}).entry())  # fmt: skip
-        ledger.append(tx, items)
+            shard, slices = batch.placed[rid]
+            store.update_request(tx, rid, state="completed", outcome="erased", records_erased=len(slices),
+                                 completed_at=times.completed, shards=json.dumps([shard]))  # fmt: skip
+        ledger.append(tx, batch.completed)
 
 
 def main() -> None:
@@ -137,11 +82,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-certificate-issue-")) / "ws"
     workspace = init_workspace(root, InitOptions(shards=SHARDS, slices=SLICES, seed=1, database=options.database))
     rng = random.Random(2026)
-    current = {(s, k): sha("ckpt", s, k, 0) for s in range(SHARDS) for k in range(SLICES)}
+    lineage = Lineage(SHARDS, SLICES)
     per_run = options.requests // options.runs
     started = time.perf_counter()
     for run in range(options.runs):
-        write_run(workspace, run, per_run, rng, current)
+        write_run(workspace, run, per_run, rng, lineage)
     sign_head(workspace)
     with workspace.datastore.snapshot() as tx:
         size = sum(1 for _ in workspace.ledger.entries(tx))

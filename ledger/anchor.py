@@ -57,6 +57,11 @@ _CHUNK = 4096
 
 @dataclass(frozen=True)
 class AnchoredHead:
+    """A signed head as the anchor keeps it, outside the database: what `verify` checks the log against.
+
+    `note` is the signed note as written; its signature is checked by `Ledger`, not here.
+    """
+
     size: int
     root_hash: bytes
     time: str
@@ -80,9 +85,14 @@ class AnchorContents:
 
     @property
     def last(self) -> AnchoredHead | None:
+        """The newest anchored head, the one signing must extend; None in an anchor with no head yet."""
         return self.heads[-1] if self.heads else None
 
     def head(self, size: int) -> AnchoredHead | None:
+        """The anchored head of tree size `size`, or None: to compare a database head with its copy here.
+
+        Two different heads of one size never get this far (`read` refuses a forked anchor).
+        """
         return next((h for h in self.heads if h.size == size), None)
 
     def recorded(self, index: int, leaf: bytes) -> bool:
@@ -145,18 +155,35 @@ class Appends:
 
 
 def head_record(size: int, root_hash: bytes, time: str, note: str) -> dict[str, Any]:
+    """The `head` record of a signed tree head, as the anchor stores it (one line once canonical JSON).
+
+    Pure: the anchor's backend writes it (`Anchor.append`); raises nothing.
+    """
     return {"v": ANCHOR_FORMAT, "type": "head", "size": size, "root": root_hash.hex(), "time": time, "note": note}
 
 
 def append_record(first: int, leaves: Sequence[bytes]) -> dict[str, Any]:
+    """The `append` record of a batch of entries starting at index `first`: their leaf hashes, in order.
+
+    Written before the batch commits, so a database entry no record covers was not written by forget.
+    Pure; raises nothing.
+    """
     return {"v": ANCHOR_FORMAT, "type": "append", "first": first, "leaves": [leaf.hex() for leaf in leaves]}
 
 
 def cosignature_record(size: int, line: str) -> dict[str, Any]:
+    """The `cosignature` record of a witness's cosignature line on the head of size `size`.
+
+    Kept so an auditor can show the witness's word without asking the witness again. Pure; raises nothing.
+    """
     return {"v": ANCHOR_FORMAT, "type": "cosignature", "size": size, "line": line}
 
 
 def opening_record(origin: str) -> dict[str, Any]:
+    """The first record of an anchor: which log (`origin`) it belongs to.
+
+    So that an anchor copied beside another workspace's log is refused rather than trusted. Pure.
+    """
     return {"v": ANCHOR_FORMAT, "type": "anchor", "origin": origin}
 
 
@@ -252,6 +279,11 @@ class FileAnchor(Anchor):
         self._cache: tuple[tuple[int, int, int, int], AnchorContents] | None = None
 
     def create(self, origin: str) -> None:
+        """`Anchor.create` for a local file: created exclusively (O_EXCL), the opening record fsync'd with its folder.
+
+        Raises `LedgerError` if the file exists (an anchor is never restarted over an old one) or
+        cannot be created.
+        """
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
@@ -288,6 +320,12 @@ class FileAnchor(Anchor):
         return contents
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """`Anchor.append` for a local file: one write under an exclusive `flock`, with O_APPEND, then fsync.
+
+        A torn last line (a crash mid-write, never acknowledged) is cut off first. Raises
+        `VerificationError` if the file is missing (nothing may be signed against a lost anchor),
+        `LedgerError` if it cannot be opened, written, or its torn tail cut (an append-only attribute).
+        """
         if not records:
             return
         data = b"".join(_encode(record) for record in records)
@@ -372,6 +410,11 @@ class FsspecAnchor(Anchor):
         return f"{self.root}/{record['type']}-{key:020d}-{hashlib.sha256(data).hexdigest()[:16]}.json"
 
     def create(self, origin: str) -> None:
+        """`Anchor.create` on object storage: the opening object, written in one PUT.
+
+        Raises `LedgerError` if the anchor already exists; the backend's own errors (`OSError`) if the
+        storage refuses the write.
+        """
         record = opening_record(origin)
         name = self._name(record, b"")
         if self.fs.exists(name):
@@ -380,6 +423,11 @@ class FsspecAnchor(Anchor):
         self.fs.pipe_file(name, _encode(record))
 
     def read(self) -> AnchorContents:
+        """`Anchor.read` on object storage: every record object, in name order (kind, then size or index).
+
+        Raises `VerificationError` if the opening object is missing or an object is not a record forget
+        wrote; the backend's own errors (`OSError`) if the storage cannot be listed or read.
+        """
         if not self.fs.exists(f"{self.root}/{self._OPENING}"):
             raise VerificationError(f"the anchor {self.location} is missing: restore it (it holds every signed head)")
         names = sorted(str(name) for name in self.fs.find(self.root) if str(name).endswith(".json"))
@@ -390,6 +438,11 @@ class FsspecAnchor(Anchor):
         return _contents(records, False, self.location)
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """`Anchor.append` on object storage: one object per record, named by its content, in one PUT each.
+
+        A record already stored (a retry) is not written again, so nothing is ever overwritten under
+        retention. Raises `VerificationError` if the anchor is missing; backend errors (`OSError`) propagate.
+        """
         if not self.fs.exists(f"{self.root}/{self._OPENING}"):
             raise VerificationError(f"the anchor {self.location} is missing: nothing was signed")
         for record in records:

@@ -80,10 +80,18 @@ class WitnessKey:
 
     @property
     def key_id(self) -> bytes:
+        """The 4-byte key id that names this witness in its cosignature lines, to pick its line out of many.
+
+        Raises `NoteError` if the name is not a valid witness name.
+        """
         return cosignature_key_id(self.name, self.public_key)
 
     @property
     def vkey(self) -> str:
+        """The verifier key text, `name+keyid+base64(0x04 || key)`: what a log's users configure to trust it.
+
+        Raises `NoteError` if the name is not a valid witness name.
+        """
         return witness_verifier_key(self.name, self.public_key)
 
 

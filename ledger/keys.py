@@ -13,6 +13,11 @@ from ledger.errors import KeyFileError
 
 
 def generate_signing_key() -> Ed25519PrivateKey:
+    """A new Ed25519 key from the operating system's randomness: a log's or a witness's signing key.
+
+    Kept behind this module so that every key forget makes is of the one algorithm its notes,
+    certificates and cosignatures verify. Raises nothing.
+    """
     return Ed25519PrivateKey.generate()
 
 
@@ -28,10 +33,20 @@ def write_private_key(path: Path, key: Ed25519PrivateKey, passphrase: bytes | No
 
 
 def public_key_pem(key: Ed25519PublicKey) -> bytes:
+    """The key in PEM (SubjectPublicKeyInfo): the file an operator hands to auditors with the certificates.
+
+    Raises nothing.
+    """
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
+    """The Ed25519 signing key in the PEM file at `path`, decrypted with `passphrase` if it has one.
+
+    Raises `KeyFileError` if the file cannot be read, needs a passphrase it was not given (or was
+    given one it does not need), is not a PEM private key, the passphrase is wrong, or the key is
+    not Ed25519: every way a key file can be unusable is one error for the person.
+    """
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -48,6 +63,10 @@ def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519Priv
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    """The Ed25519 public key in the PEM file at `path`, to verify what its private key signed.
+
+    Raises `KeyFileError` if the file cannot be read or does not hold an Ed25519 public key.
+    """
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -56,6 +75,10 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def load_public_key_bytes(data: bytes, name: str = "the public key") -> Ed25519PublicKey:
+    """The Ed25519 public key in PEM `data` (a file already read, or bytes from elsewhere); `name` names it in messages.
+
+    Raises `KeyFileError` if the bytes are not a PEM public key, or hold a key of another algorithm.
+    """
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as error:

@@ -29,6 +29,10 @@ _REFUSED = "nothing was signed"
 
 
 def utc_now() -> str:
+    """The current UTC time as the entries and heads record it: ISO 8601 with microseconds and a `Z`.
+
+    One format, so that times compare as text. Raises nothing.
+    """
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -49,6 +53,11 @@ class Entry:
     payload: Mapping[str, Any]
 
     def encode(self) -> bytes:
+        """The entry's leaf bytes: RFC 8785 canonical JSON, so that one entry has one encoding and one leaf hash.
+
+        Raises `CanonicalizationError` (from `canonical_json`) for a payload with no canonical form
+        (a float that is not finite, a non-string key, a value of a type JSON does not have).
+        """
         return canonical_json(
             {
                 "v": ENTRY_FORMAT,
@@ -61,17 +70,30 @@ class Entry:
 
     @classmethod
     def decode(cls, data: bytes) -> Entry:
+        """The entry whose leaf bytes are `data`: the inverse of `encode`, for reading the log back.
+
+        Raises `VerificationError` for a JSON value that is not an entry of format 1; bytes that are not
+        JSON raise `ValueError`, a missing field `KeyError` (`Ledger.verify` turns both into a
+        `VerificationError` naming the entry).
+        """
         value = json.loads(data)
         if not isinstance(value, dict) or value.get("v") != ENTRY_FORMAT:
             raise VerificationError("not a ledger entry of format 1")
         return cls(int(value["index"]), str(value["kind"]), str(value["time"]), value["payload"])
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as plain JSON values, for `forget ledger` output and reports; raises nothing."""
         return {"index": self.index, "kind": self.kind, "time": self.time, "payload": dict(self.payload)}
 
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """What `Ledger.verify` checked, for a person: how many entries and heads, and the root they lead to.
+
+    It is returned only when everything held (verification raises otherwise), so every field is a count of
+    things that checked out.
+    """
+
     entries: int
     heads: int
     root_hash: bytes
@@ -307,6 +329,11 @@ class Ledger:
             yield stored, entry
 
     def head(self, connection: Connection) -> store.StoredHead | None:
+        """The latest signed head in the database, or None before the first signing.
+
+        Not checked here (the database is not trusted): `checkpoint(head.note)` checks its signature,
+        and `verify` checks it against the entries and the anchor. Raises nothing of its own.
+        """
         return store.latest_head(connection)
 
     def checkpoint(self, note: str) -> Checkpoint:

@@ -113,6 +113,12 @@ def append_only_ddl(dialect: str) -> list[str]:
 
 @dataclass(frozen=True)
 class StoredEntry:
+    """One row of the entries table: the entry's bytes and leaf hash as stored, not yet checked.
+
+    The columns beside the bytes (kind, time, request id) exist for queries; `Ledger.verify` checks
+    them against the decoded bytes.
+    """
+
     seq: int
     kind: str
     time: str
@@ -124,6 +130,11 @@ class StoredEntry:
 
 @dataclass(frozen=True)
 class StoredHead:
+    """One row of the heads table: a signed tree head as the database holds it, not yet checked.
+
+    Its note carries the signature; `Ledger.checkpoint` verifies it before the root is trusted.
+    """
+
     size: int
     root_hash: bytes
     time: str
@@ -131,6 +142,10 @@ class StoredHead:
 
 
 def size(connection: Connection) -> int:
+    """The number of entries in the log (the next entry's index), from the table's largest index.
+
+    Raises nothing of its own; SQLAlchemy's errors (`sqlalchemy.exc.DBAPIError`) propagate.
+    """
     value = connection.execute(sa.select(sa.func.max(entries.c.seq))).scalar()
     return 0 if value is None else int(value) + 1
 
@@ -197,6 +212,11 @@ class _Lookup:
 
 
 def root(connection: Connection, tree_size: int) -> bytes:
+    """MTH(D[0:tree_size]) from the stored subtree hashes, fetched in one round trip: O(log n) hashes.
+
+    Raises `merkle.TreeRangeError` (a `LedgerError` and `ValueError`) if `tree_size` is negative or
+    the store lacks a hash the root needs (a size beyond the log).
+    """
     recorder = _Recorder()
     merkle.root_hash_from(tree_size, recorder)
     return merkle.root_hash_from(tree_size, _Lookup(connection, recorder.ranges))
@@ -229,12 +249,21 @@ def root_with_tail(connection: Connection, tree_size: int, base: int, tail: Sequ
 
 
 def inclusion_proof(connection: Connection, index: int, tree_size: int) -> list[bytes]:
+    """The RFC 9162 inclusion proof of entry `index` in the tree of `tree_size`, from the stored hashes.
+
+    Two passes: one with placeholders learns which subtrees the proof reads, one query fetches them.
+    Raises `merkle.TreeRangeError` if `index` is outside the tree or the store lacks a hash.
+    """
     recorder = _Recorder()
     merkle.inclusion_proof_from(index, tree_size, recorder)
     return merkle.inclusion_proof_from(index, tree_size, _Lookup(connection, recorder.ranges))
 
 
 def consistency_proof(connection: Connection, old_size: int, tree_size: int) -> list[bytes]:
+    """The RFC 9162 consistency proof from the tree of `old_size` to the tree of `tree_size`, from the stored hashes.
+
+    Raises `merkle.TreeRangeError` if `old_size` is outside 0..`tree_size` or the store lacks a hash.
+    """
     recorder = _Recorder()
     merkle.consistency_proof_from(old_size, tree_size, recorder)
     return merkle.consistency_proof_from(old_size, tree_size, _Lookup(connection, recorder.ranges))
@@ -327,6 +356,7 @@ def read_entries(
 
 
 def read_entry(connection: Connection, seq: int) -> StoredEntry | None:
+    """The entry of index `seq` as stored, or None if the log is shorter; unchecked (see `StoredEntry`)."""
     row = connection.execute(sa.select(entries).where(entries.c.seq == seq)).first()
     return None if row is None else _stored(row)
 
@@ -344,15 +374,21 @@ def read_nodes_in_completion_order(connection: Connection) -> Iterator[tuple[int
 
 
 def add_head(connection: Connection, head: StoredHead) -> None:
+    """Insert a signed head in the caller's transaction; the caller has checked it (`Ledger.sign_head`).
+
+    Raises SQLAlchemy's `IntegrityError` for a second head of the same size.
+    """
     connection.execute(heads.insert().values(size=head.size, root_hash=head.root_hash, time=head.time, note=head.note))
 
 
 def latest_head(connection: Connection) -> StoredHead | None:
+    """The largest signed head, or None before the first signing; unchecked (see `StoredHead`)."""
     row = connection.execute(sa.select(heads).order_by(heads.c.size.desc()).limit(1)).first()
     return None if row is None else StoredHead(int(row.size), bytes(row.root_hash), row.time, row.note)
 
 
 def all_heads(connection: Connection) -> list[StoredHead]:
+    """Every signed head, in increasing size: what `Ledger.verify` checks one against the next; unchecked."""
     rows = connection.execute(sa.select(heads).order_by(heads.c.size))
     return [StoredHead(int(r.size), bytes(r.root_hash), r.time, r.note) for r in rows]
 

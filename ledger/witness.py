@@ -101,6 +101,10 @@ class AddCheckpoint:
     note: str
 
     def encode(self) -> bytes:
+        """The request body `parse_add_checkpoint` reads: the old size line, the proof lines, an empty line, the note.
+
+        Raises nothing; the witness checks what the body claims.
+        """
         lines = [f"old {self.old_size}\n", *(base64.b64encode(h).decode("ascii") + "\n" for h in self.proof)]
         return ("".join(lines) + "\n" + self.note).encode("utf-8")
 
@@ -157,12 +161,19 @@ def parse_checkpoint_text(text: str) -> tuple[str, int, bytes]:
 
 @dataclass(frozen=True)
 class Response:
+    """A witness's answer, as the HTTP handler sends it and the client receives it.
+
+    A plain value so that the protocol is tested without a socket (`Witness.add_checkpoint`
+    returns one), and a client error reads the same as the server's.
+    """
+
     status: int
     body: bytes
     content_type: str = _TEXT
 
     @property
     def text(self) -> str:
+        """The body as text for messages; undecodable bytes become U+FFFD rather than an error."""
         return self.body.decode("utf-8", "replace")
 
 
@@ -263,6 +274,11 @@ class Witness:
         return _FolderLock(self._lock, self.folder / _LOCK)
 
     def state(self) -> dict[str, dict[str, Any]]:
+        """Per log origin, the size, root and note of the last checkpoint this witness cosigned.
+
+        Read from `state.json` on every call, so a check sees what the last update made durable. Raises
+        `WitnessError` if the file is missing, unreadable, or not witness state of this format.
+        """
         logs: dict[str, dict[str, Any]] = _read_json(self.folder / _STATE)["logs"]
         return logs
 
@@ -369,6 +385,10 @@ class _FolderLock:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (`localhost` or a loopback address): where a witness may
+    listen without `allow_remote`, and where the client bypasses proxies. A name other than
+    `localhost` counts as remote (it is not resolved). Raises nothing.
+    """
     if host == "localhost":
         return True
     try:

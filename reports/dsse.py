@@ -33,11 +33,21 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
+    """`ed25519:` and the sha256 of the raw public key: the hint a signature carries to say who made it.
+
+    Only a hint: verification tries the pinned key on every signature whatever its keyid, so a
+    wrong id costs a check, never a false accept. Raises nothing.
+    """
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return "ed25519:" + hashlib.sha256(raw).hexdigest()
 
 
 def sign_envelope(payload_type: str, payload: bytes, private_key: Ed25519PrivateKey) -> dict[str, Any]:
+    """A DSSE envelope of `payload`, signed over its pre-authentication encoding (`pae`) with one signature.
+
+    Signing the PAE, not the payload alone, binds the payload type, so a signed statement cannot be
+    replayed as another kind of document. Raises nothing (Ed25519 signing does not fail).
+    """
     signature = private_key.sign(pae(payload_type, payload))
     return {
         "payloadType": payload_type,
@@ -48,6 +58,12 @@ def sign_envelope(payload_type: str, payload: bytes, private_key: Ed25519Private
 
 @dataclass(frozen=True)
 class Signature:
+    """One signature of an envelope as read: its key id hint and its bytes, neither trusted yet.
+
+    Kept even when malformed (`sig` None) so that one bad signature among several does not reject
+    an envelope another signature makes valid.
+    """
+
     keyid: str | None
     sig: bytes | None
     """None when the base64 is malformed: such a signature verifies nothing, but does not stop another."""

@@ -9,6 +9,12 @@ from reports.verify import VerifiedCertificate
 
 
 def read_input(path: Path, what: str) -> bytes:
+    """The bytes of a file a verifying command was given (a key, a head); `what` names it in the message.
+
+    One reader so that every unreadable input gives the same one-line error. Read whole, without a
+    size cap: certificates go through `reports.verify.read_certificate`, which has one. Raises
+    `CertificateFormatError` (exit 2) when the file cannot be read.
+    """
     try:
         return path.read_bytes()
     except OSError as error:
@@ -16,6 +22,11 @@ def read_input(path: Path, what: str) -> bytes:
 
 
 def summary_line(result: VerifiedCertificate) -> str:
+    """The one line a verifying command prints on success: what the certificate proves, for a person.
+
+    Takes a `VerifiedCertificate`, so it is only ever said of a certificate that checked out; the
+    predicate's fields were checked by the verifier, so it raises nothing.
+    """
     predicate = result.predicate
     request = predicate["request"]
     text = (

@@ -32,6 +32,13 @@ _TINY = float(np.finfo(np.float32).tiny)
 
 
 def predict_proba(model: nn.Module, features: FloatArray, device: torch.device, batch_size: int = 4096) -> FloatArray:
+    """One shard's class probabilities for `features`, shape (rows, classes): what `aggregate` combines.
+
+    The model is put in eval mode and moved to `device` (in place), and rows go through in batches
+    of `batch_size` under `no_grad`, so a large table needs no more device memory than one batch.
+    No rows give a (0, 0) array. Raises no error of its own: a feature width the model does not take
+    fails in torch (RuntimeError).
+    """
     model.eval()
     model.to(device)
     chunks = []

@@ -59,9 +59,16 @@ class DaskExecutor:
             raise ShardTaskError(f"cannot reach the Dask scheduler at {self.scheduler}: {error}") from error
 
     def run(self, jobs: Sequence[ShardJob], on_slice: OnSlice) -> dict[int, list[str]]:
+        """`ShardExecutor.run` on a Dask cluster: one task per shard, each running `execute` on a worker.
+
+        A shard's slices are reported when its task returns (the worker stored them already), so the
+        caller records them as shards finish, in any order across shards. Raises `ShardTaskError` when
+        dask is not installed, the scheduler cannot be reached, or a task fails after its retries (the
+        other tasks are then cancelled, and the error names the shard).
+        """
+        client, owned = self._client()  # first: without dask it raises ShardTaskError, not ImportError
         from distributed import as_completed
 
-        client, owned = self._client()
         try:
             resources = {"GPU": 1} if self.gpu else None
             futures = {

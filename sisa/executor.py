@@ -14,7 +14,6 @@ never changes a digest. This module imports no torch: the trainer is imported wh
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeAlias
@@ -90,12 +89,8 @@ class ExecutorOptions:
 
 ExecutorFactory = Callable[[ExecutorOptions], ShardExecutor]
 
-_NAME = re.compile(r"[a-z][a-z0-9_-]*")
-
 EXECUTORS: Registry[ExecutorFactory] = Registry(
-    "executor",
-    "sisa.executors",
-    lambda name: None if _NAME.fullmatch(name) else "must be lower-case letters, digits, - or _",
+    "executor", "sisa.executors", r"[a-z][a-z0-9_-]*", "must be lower-case letters, digits, - or _"
 )
 
 
@@ -105,6 +100,10 @@ def register_executor(name: str, factory: ExecutorFactory) -> None:
 
 
 def executor_names() -> tuple[str, ...]:
+    """The executor names registered in this process, for help texts and messages; raises nothing.
+
+    Entry points not looked up yet are not listed (see `Registry.names`).
+    """
     return EXECUTORS.names()
 
 
@@ -141,6 +140,12 @@ class LocalExecutor:
     trains_here = True
 
     def run(self, jobs: Sequence[ShardJob], on_slice: OnSlice) -> dict[int, list[str]]:
+        """Train the jobs one after another in this process; each slice is reported as soon as it is stored.
+
+        Raises whatever `job.load` and the trainer raise, unwrapped: `DeviceError` (the job's device
+        is missing), `ModelSpecError`, `CheckpointError` (a resume without its checkpoint, or a corrupt
+        one), `DivergedError`; `ValueError` for a task whose slice count is not its config's.
+        """
         return {job.shard: [r.digest for r in execute(job, on_slice)] for job in jobs}
 
 

@@ -66,6 +66,7 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch (no softmax: the trainer's loss and `predict_proba` apply their own)."""
         out: torch.Tensor = self.net(x)
         return out
 
@@ -88,6 +89,7 @@ class DenseNet(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch (no softmax: the trainer's loss and `predict_proba` apply their own)."""
         out: torch.Tensor = self.net(x)
         return out
 
@@ -114,6 +116,7 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of images (no softmax: the trainer's loss and `predict_proba` apply it)."""
         out: torch.Tensor = self.head(self.features(x))
         return out
 
@@ -124,6 +127,13 @@ ModelBuilder = Callable[[str, tuple[int, ...], int], nn.Module]
 
 @dataclass(frozen=True)
 class ModelFamily:
+    """What `register_model` takes: how to build a family's models, and how messages name its specs.
+
+    A spec `name-ARGUMENT` reaches `build` only once ARGUMENT matches `argument` in full, so a
+    builder needs no parsing of its own beyond converting the argument; it may raise
+    `ModelSpecError` for values the pattern lets through (a width over the limit).
+    """
+
     build: ModelBuilder
     usage: str
     """How a spec names the family, for messages: `tanh-WIDTH[xDEPTH]`."""
@@ -132,9 +142,7 @@ class ModelFamily:
 
 
 MODELS: Registry[ModelFamily] = Registry(
-    "model family",
-    "sisa.models",
-    lambda name: None if re.fullmatch(r"[a-z][a-z0-9_]*", name) else "must be lower-case letters, digits or _",
+    "model family", "sisa.models", r"[a-z][a-z0-9_]*", "must be lower-case letters, digits or _"
 )
 
 

@@ -51,6 +51,11 @@ class EagerAdam(Adam):
     load_state_dict = _load_state_dict
 
     def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One Adam update, bit for bit torch's, without the wrapper that imports `torch._dynamo`.
+
+        Autograd is off during the update unless the optimizer is `differentiable`, as in torch;
+        errors are torch's (a sparse gradient, a closure that raises).
+        """
         return _stepped(self, _adam_step, closure)
 
 
@@ -63,4 +68,9 @@ class EagerSGD(SGD):
     load_state_dict = _load_state_dict
 
     def step(self, closure: Callable[[], float] | None = None) -> Any:
+        """One SGD update, bit for bit torch's, without the wrapper that imports `torch._dynamo`.
+
+        Autograd is off during the update unless the optimizer is `differentiable`, as in torch;
+        errors are torch's (a closure that raises).
+        """
         return _stepped(self, _sgd_step, closure)

@@ -14,6 +14,11 @@ from enum import StrEnum
 
 
 class PlacementMode(StrEnum):
+    """What decides a record's shard: its subject (the default: an erasure retrains one shard) or itself.
+
+    The choice is fixed when a workspace is created; changing it would move records between shards.
+    """
+
     SUBJECT = "subject"
     """All records of one subject share a shard, so one subject's erasure retrains one shard."""
     RECORD = "record"
@@ -22,6 +27,11 @@ class PlacementMode(StrEnum):
 
 @dataclass(frozen=True, order=True)
 class Placement:
+    """A record's (shard, slice): where it trains, and so which checkpoints an erasure of it stales.
+
+    Ordered (shard, then slice), so an erasure plan lists the places it touches in a stable order.
+    """
+
     shard: int
     slice: int
 

@@ -11,7 +11,7 @@ implementation, and a second registration must not silently change what it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -25,20 +25,24 @@ class RegistrationError(SisaError):
 
 
 class Registry(Generic[T]):
-    """Name -> implementation for one extension point; `what` names it in messages ("executor")."""
+    """Name -> implementation for one extension point; `what` names it in messages ("executor").
 
-    def __init__(self, what: str, group: str, check_name: Callable[[str], str | None] | None = None) -> None:
+    A name must match `pattern` in full (it ends up in forget.toml, a command line or a URL
+    scheme); `rule` says so for a person, after the name: "must be lower-case letters or digits".
+    """
+
+    def __init__(self, what: str, group: str, pattern: str, rule: str) -> None:
         self.what = what
         self.group = group
-        self._check_name = check_name
+        self._pattern = re.compile(pattern)
+        self._rule = rule
         self._items: dict[str, T] = {}
         self._searched: set[str] = set()
 
     def register(self, name: str, item: T) -> None:
         """Make `item` available as `name`; raises RegistrationError if the name is taken or malformed."""
-        problem = self._check_name(name) if self._check_name is not None else None
-        if problem is not None:
-            raise RegistrationError(f"{self.what} name {name!r} {problem}")
+        if not self._pattern.fullmatch(name):
+            raise RegistrationError(f"{self.what} name {name!r} {self._rule}")
         if name in self._items:
             raise RegistrationError(f"{self.what} {name!r} is already registered")
         self._items[name] = item

@@ -20,6 +20,12 @@ from enum import StrEnum
 
 
 class Schedule(StrEnum):
+    """How a shard's epoch budget is spread over its slices (see the module's docstring for the numbers).
+
+    Part of `TrainingConfig`, so of every checkpoint's config digest: a shard is never resumed
+    under another schedule than the one that trained its earlier slices.
+    """
+
     UNIFORM = "uniform"
     BALANCED = "balanced"
 

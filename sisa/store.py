@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,9 +91,19 @@ class CheckpointStore:
         self.root = root
 
     def path(self, digest: str) -> Path:
+        """Where the blob `digest` lives: `root/ab/abcdef...`, two hex digits of fan-out per folder.
+
+        No check that the file exists, nor that `digest` is well formed (the store's own methods only
+        pass digests they computed or were given by the ledger).
+        """
         return self.root / digest[:2] / digest
 
     def put(self, data: bytes) -> str:
+        """`BlobStore.put`: written with `write_atomically` unless a blob of that digest is already there.
+
+        A blob is named by its content, so an existing file already holds these bytes (and `get`
+        would catch one that does not). Raises `OSError` when the disk refuses the write.
+        """
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
         if target.exists():
@@ -103,6 +112,11 @@ class CheckpointStore:
         return digest
 
     def get(self, digest: str) -> bytes:
+        """`BlobStore.get`: the file's bytes, checked against `digest` before they are returned.
+
+        Raises `CheckpointError` when the file is missing, `CheckpointDigestError` when its bytes hash
+        to something else; `OSError` when it cannot be read.
+        """
         try:
             data = self.path(digest).read_bytes()
         except FileNotFoundError:
@@ -110,12 +124,18 @@ class CheckpointStore:
         return checked(digest, data)
 
     def delete(self, digest: str) -> None:
+        """`BlobStore.delete`: unlink the file; a missing one is not an error, so a purge can be run again."""
         self.path(digest).unlink(missing_ok=True)
 
     def __contains__(self, digest: object) -> bool:
         return isinstance(digest, str) and self.path(digest).exists()
 
     def digests(self) -> Iterator[str]:
+        """`BlobStore.digests`: every stored digest, sorted; none when the folder does not exist yet.
+
+        Temporary files of unfinished writes (`.tmp-*`) are skipped, so a listing never offers a blob
+        that a crash left half written.
+        """
         if not self.root.exists():
             return
         for path in sorted(self.root.glob("??/*")):
@@ -149,6 +169,11 @@ class FsspecCheckpointStore:
         return f"{self.root.rstrip('/')}/{digest[:2]}/{digest}"
 
     def put(self, data: bytes) -> str:
+        """`BlobStore.put` on object storage: PUT to a temporary key, then move it under its digest.
+
+        Skipped when the digest is already stored. Raises whatever the fsspec backend raises for a
+        refused write (`OSError` and its subclasses for the common ones: permissions, no bucket).
+        """
         digest = hashlib.sha256(data).hexdigest()
         key = self._key(digest)
         if self.fs.exists(key):
@@ -160,6 +185,11 @@ class FsspecCheckpointStore:
         return digest
 
     def get(self, digest: str) -> bytes:
+        """`BlobStore.get` on object storage: the object's bytes, checked against `digest`.
+
+        Raises `CheckpointError` when the object is missing, `CheckpointDigestError` when its bytes
+        hash to something else, and the backend's own errors (`OSError`) when it cannot be read.
+        """
         try:
             data: bytes = self.fs.cat_file(self._key(digest))
         except FileNotFoundError:
@@ -167,6 +197,7 @@ class FsspecCheckpointStore:
         return checked(digest, data)
 
     def delete(self, digest: str) -> None:
+        """`BlobStore.delete`: remove the object if it exists, so a purge can be run again; backend errors propagate."""
         if self.fs.exists(self._key(digest)):
             self.fs.rm(self._key(digest))
 
@@ -174,6 +205,11 @@ class FsspecCheckpointStore:
         return isinstance(digest, str) and bool(self.fs.exists(self._key(digest)))
 
     def digests(self) -> Iterator[str]:
+        """`BlobStore.digests`: every stored digest, sorted, listed with one glob.
+
+        Keys that are not 64 characters or hold `.tmp-` (an interrupted PUT) are skipped; backend
+        errors (`OSError`) propagate.
+        """
         for key in sorted(self.fs.glob(f"{self.root.rstrip('/')}/??/*")):
             name = str(key).rsplit("/", 1)[-1]
             if len(name) == 64 and ".tmp-" not in name:
@@ -194,11 +230,16 @@ class MemoryStore:
         self._blobs: dict[str, bytes] = {}
 
     def put(self, data: bytes) -> str:
+        """`BlobStore.put` in a dict: no I/O, so it cannot fail; returns the sha256 of `data`."""
         digest = hashlib.sha256(data).hexdigest()
         self._blobs[digest] = data
         return digest
 
     def get(self, digest: str) -> bytes:
+        """`BlobStore.get` from the dict, checked against `digest` like every store's reads.
+
+        Raises `CheckpointError` when the digest was never stored (or was deleted).
+        """
         try:
             data = self._blobs[digest]
         except KeyError:
@@ -206,27 +247,26 @@ class MemoryStore:
         return checked(digest, data)
 
     def delete(self, digest: str) -> None:
+        """`BlobStore.delete`: drop the blob if present; raises nothing."""
         self._blobs.pop(digest, None)
 
     def __contains__(self, digest: object) -> bool:
         return digest in self._blobs
 
     def digests(self) -> Iterator[str]:
+        """`BlobStore.digests`: the stored digests, sorted; raises nothing."""
         yield from sorted(self._blobs)
 
     def discard_temporaries(self) -> int:
+        """`BlobStore.discard_temporaries`: a dict has no half-written blobs, so always 0."""
         return 0
 
 
 StoreOpener = Callable[[str], BlobStore]
 """Opens the store at a location (the whole URL, scheme included)."""
 
-_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
-
 STORES: Registry[StoreOpener] = Registry(
-    "checkpoint store",
-    "sisa.stores",
-    lambda name: None if _SCHEME.fullmatch(name) else "is not a URL scheme (lower-case letters, digits, + . -)",
+    "checkpoint store", "sisa.stores", r"[a-z][a-z0-9+.-]*", "is not a URL scheme (lower-case letters, digits, + . -)"
 )
 """URL scheme -> opener. Unregistered schemes go to fsspec, which has its own registry of protocols."""
 

@@ -31,12 +31,24 @@ from sisa.store import BlobStore
 
 
 class OptimizerKind(StrEnum):
+    """The optimizer a shard trains with; part of the config digest, so a shard resumes with the one it began with.
+
+    `adam` (the default) or `sgd`, both the eager variants of `sisa.optim`.
+    """
+
     ADAM = "adam"
     SGD = "sgd"
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
+    """Everything besides its records that decides a shard's weights.
+
+    Hashed into every checkpoint (`digest`), so a checkpoint trained under other settings is
+    refused when a shard resumes from it. The seed is the root every shard's seeds derive from
+    (`sisa.seeds`), so two runs of one config on the same records give the same bits.
+    """
+
     model: str
     slices: int
     epochs: float

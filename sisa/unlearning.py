@@ -17,6 +17,10 @@ class ShardRewind:
 
     @property
     def restore_slice(self) -> int | None:
+        """The slice whose checkpoint retraining starts from; None when the shard retrains from scratch.
+
+        That checkpoint predates every erased record, which is why restoring it is exact.
+        """
         return self.from_slice - 1 if self.from_slice > 0 else None
 
 

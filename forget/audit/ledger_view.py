@@ -19,6 +19,10 @@ from ledger.note import verifier_key
 
 @dataclass(frozen=True)
 class InclusionProof:
+    """An entry's RFC 9162 inclusion proof in the tree of `tree_size`, checked before it is handed out,
+    with the signed head of that size when there is one (`forget ledger prove`).
+    """
+
     index: int
     tree_size: int
     leaf_hash: str
@@ -28,6 +32,7 @@ class InclusionProof:
     """The signed note of the head of this size, when one was signed at exactly this size."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The proof as JSON-ready values (hashes in hex)."""
         return {
             "index": self.index,
             "tree_size": self.tree_size,
@@ -39,6 +44,10 @@ class InclusionProof:
 
 
 def latest_note(workspace: Workspace) -> str:
+    """The latest signed tree head, as its C2SP signed note (`forget ledger head`).
+
+    Raises `ledger.errors.LedgerError` (exit 3 through `forget.errors.translated()`) before any head is signed.
+    """
     with workspace.datastore.snapshot() as tx:
         head = store.latest_head(tx)
     if head is None:
@@ -47,12 +56,21 @@ def latest_note(workspace: Workspace) -> str:
 
 
 def entries(workspace: Workspace, kind: str | None = None) -> Iterator[Entry]:
+    """The ledger's entries in log order (only those of `kind` when given), read in one snapshot.
+
+    Raises `ledger.errors.LedgerError` for an entry that cannot be decoded.
+    """
     with workspace.datastore.snapshot() as tx:
         yield from workspace.ledger.entries(tx, kind=kind)
 
 
 def prove(workspace: Workspace, index: int, tree_size: int | None = None) -> InclusionProof:
-    """An inclusion proof, checked against the root before it is handed out."""
+    """An inclusion proof, checked against the root before it is handed out.
+
+    Raises `ledger.errors.LedgerError` (exit 3 through `forget.errors.translated()`) for an index
+    or size beyond the log, or a stored tree that does not match its signed head, and
+    `VerificationError` (exit 1) for a proof that does not verify.
+    """
     with workspace.datastore.snapshot() as tx:
         proof, size = workspace.ledger.inclusion(tx, index, tree_size)
         stored = store.read_entry(tx, index)
@@ -73,6 +91,8 @@ def export(workspace: Workspace, out: IO[str]) -> int:
 
     The canonical bytes are what the leaf hash covers, so an outside party recomputes every leaf
     and the root from this file alone; `entry` repeats them as JSON for reading.
+
+    Raises `ledger.errors.LedgerError` for an entry that cannot be read back.
     """
     count = 0
     with workspace.datastore.snapshot() as tx:
@@ -92,7 +112,11 @@ def export(workspace: Workspace, out: IO[str]) -> int:
 def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
     """Verify the whole log, and against a head kept outside the database when one is given; then
     that the mutable tables agree with it: each checkpoints row is the lineage's current checkpoint
-    and each requests row what its request entries say (one snapshot for all of it)."""
+    and each requests row what its request entries say (one snapshot for all of it).
+
+    Raises `ledger.errors.VerificationError` or `CheckpointLineageError` (exit 1) naming the
+    first thing that does not check out, and `RequestMismatchError` (exit 1) for a request row the log contradicts.
+    """
     ledger, datastore = workspace.ledger, workspace.datastore  # opened first: they may read the database
     with datastore.snapshot() as tx:
         report = ledger.verify(tx)
@@ -104,7 +128,10 @@ def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
 
 
 def consistency_bundle(workspace: Workspace, old_size: int) -> dict[str, Any]:
-    """The latest signed head and a proof that it extends the tree of `old_size` (RFC 9162 2.1.4)."""
+    """The latest signed head and a proof that it extends the tree of `old_size` (RFC 9162 2.1.4).
+
+    Raises `ledger.errors.LedgerError` (exit 3) before any head is signed, or for `old_size` out of range.
+    """
     with workspace.datastore.snapshot() as tx:
         head = store.latest_head(tx)
         if head is None:
@@ -116,5 +143,8 @@ def consistency_bundle(workspace: Workspace, old_size: int) -> dict[str, Any]:
 
 
 def public_keys(workspace: Workspace) -> tuple[str, str]:
-    """The signing key's public half as PEM, and as a C2SP note verifier key."""
+    """The signing key's public half as PEM, and as a C2SP note verifier key.
+
+    Raises `KeyMismatchError` (exit 3) when the public key file is not the pinned one.
+    """
     return workspace.public_key_pem().decode(), verifier_key(workspace.config.origin, workspace.ledger.public_key)

@@ -28,6 +28,8 @@ from sisa.errors import CheckpointError
 
 @dataclass
 class ReplayReport:
+    """What a replay compared: the request's rewound shards, how many digests, and every mismatch."""
+
     request_id: str
     shards: list[int] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
@@ -35,14 +37,17 @@ class ReplayReport:
 
     @property
     def reproduced(self) -> bool:
+        """Whether every digest was reproduced (`replay` raises `NotReproducedError` when not)."""
         return not self.mismatches
 
     def lines(self) -> list[str]:
+        """The report for people: one line when reproduced, else one line per mismatch."""
         if self.reproduced:
             return [f"reproduced: {self.request_id}: shards {self.shards}, {self.compared} checkpoint digests equal"]
         return [f"MISMATCH: {self.request_id}: {m}" for m in self.mismatches]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (`forget audit replay --json`)."""
         return {
             "request_id": self.request_id,
             "reproduced": self.reproduced,

@@ -15,6 +15,7 @@ a fork or a rollback: signing logs it, `forget ledger cosign` fails with exit 1.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class CosignOutcome:
     """It refused a head as inconsistent, or is ahead of this log: evidence of a fork or a rollback."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-ready values (`forget ledger cosign --json`)."""
         return {
             "witness": self.witness,
             "cosigned": list(self.cosigned),
@@ -234,27 +236,43 @@ def _size_of(text: str) -> int | None:
 # --- the witness server's application side ----------------------------------------------------
 
 
-def init_witness(folder: Path, name: str) -> str:
-    """Create a witness in `folder` (its key, config and state); returns its verifier key."""
+def init_witness(folder: str | os.PathLike[str], name: str) -> str:
+    """Create a witness in `folder` (str or Path: its key, config and state); returns its verifier key.
+
+    Raises `InputError` (exit 2) for a name that is no valid key name, and `WitnessError` (a
+    `LedgerError`) for a folder that already holds a witness.
+    """
     try:
-        return Witness.create(folder, name).vkey
+        return Witness.create(Path(folder), name).vkey
     except NoteError as error:
         raise InputError(str(error)) from None
 
 
-def add_witnessed_log(folder: Path, vkey: str, origin: str | None = None) -> str:
-    """Let the witness in `folder` cosign the log whose note verifier key is `vkey`; returns its origin."""
+def add_witnessed_log(folder: str | os.PathLike[str], vkey: str, origin: str | None = None) -> str:
+    """Let the witness in `folder` cosign the log whose note verifier key is `vkey`; returns its origin.
+
+    Raises `InputError` (exit 2) for a `vkey` that is not a log's note verifier key, and
+    `WitnessError` (a `LedgerError`) for a folder without a witness.
+    """
     try:
-        return Witness(folder).add_log(vkey, origin)
+        return Witness(Path(folder)).add_log(vkey, origin)
     except NoteError as error:
         raise InputError(f"not a log's note verifier key: {error}") from None
 
 
 def serve_witness(
-    folder: Path, host: str, port: int, allow_remote: bool, ready: Callable[[str, str], None] | None = None
+    folder: str | os.PathLike[str],
+    host: str,
+    port: int,
+    allow_remote: bool,
+    ready: Callable[[str, str], None] | None = None,
 ) -> None:
-    """Run the witness in `folder` over HTTP until interrupted; `ready(url, vkey)` once it listens."""
-    witness = Witness(folder)
+    """Run the witness in `folder` over HTTP until interrupted; `ready(url, vkey)` once it listens.
+
+    Raises `ledger.witness.WitnessError` (a `LedgerError`) for a folder without a witness, a
+    non-loopback `host` without `allow_remote`, or a port that cannot be bound.
+    """
+    witness = Witness(Path(folder))
     server = make_server(witness, host, port, allow_remote)
     bound_host, bound_port = server.server_address[:2]
     if ready is not None:

@@ -1,7 +1,9 @@
-"""Ingestion: read a CSV or Parquet file, pseudonymise, encode by the schema, place, store.
+"""Ingestion: read a CSV or Parquet file (or a table), pseudonymise, encode by the schema, place, store.
 
 All checks run before anything is written; the rows then go in one transaction. A file that
-fails any check leaves the workspace exactly as it was.
+fails any check leaves the workspace exactly as it was. Wherever a file is read, a pyarrow Table
+or a pandas DataFrame is taken too (`TableSource`); messages then name "the table" where they
+would name the file.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import csv
 import gc
 import hashlib
 import itertools
+import os
 import re
+import sys
 import tomllib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -44,9 +48,22 @@ from forget.workspace.core import Workspace
 from ledger.canonical import canonical_sha256
 from sisa.placement import place_all
 
+DataFrame: TypeAlias = Any
+"""A pandas DataFrame. pandas is optional: it is never imported here, only recognised when given."""
+TableSource: TypeAlias = "str | os.PathLike[str] | pa.Table | DataFrame"
+"""Rows to read: a CSV/TSV/Parquet file's path (str or Path), a pyarrow Table or a pandas DataFrame."""
+TABLE = "the table"
+"""What messages call rows handed in as a table, where they would name a file."""
+
 
 @dataclass(frozen=True)
 class ColumnChoice:
+    """Which columns of the first file are the subject id, the label and the record id (`ingest --...-column`).
+
+    Later ingests take them from the workspace's schema; a name given then must match it.
+    `input_shape` (`--input-shape 1,8,8`) reshapes the features for a convolutional model.
+    """
+
     subject: str | None = None
     label: str | None = None
     record_id: str | None = None
@@ -55,13 +72,82 @@ class ColumnChoice:
 
 @dataclass(frozen=True)
 class IngestResult:
+    """What an ingest stored: rows and distinct subjects, the shards whose checkpoints it rewound,
+    and whether it derived the workspace's schema (the first ingest)."""
+
     rows: int
     subjects: int
     shards_touched: tuple[int, ...]
     schema_inferred: bool
 
 
+def open_source(source: TableSource, string_columns: list[str]) -> tuple[pa.Table, Path | str]:
+    """The rows of `source`, and what messages call it: the file's path, or `TABLE`.
+
+    A file is read by `read_table` (`string_columns` are read as text, so an id `007` keeps its
+    zeros); a table is taken by `table_of`. Raises `InputError` (exit 2) when neither can read it.
+    """
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        return read_table(path, string_columns), path
+    return table_of(source), TABLE
+
+
+def table_of(source: pa.Table | DataFrame) -> pa.Table:
+    """A pyarrow Table or a pandas DataFrame as a pyarrow Table (the index is dropped), with
+    dictionary (categorical) columns decoded to their values.
+
+    Raises `InputError` (exit 2) for any other object, a DataFrame whose column mixes types that
+    Arrow cannot hold in one column, duplicate column names, or no rows.
+    """
+    if isinstance(source, pa.Table):
+        table = source
+    else:
+        pandas = sys.modules.get("pandas")  # whoever holds a DataFrame has imported pandas already
+        if pandas is None or not isinstance(source, pandas.DataFrame):
+            raise InputError(
+                f"cannot read rows from a {type(source).__name__}: give a CSV or Parquet file's path,"
+                " a pyarrow Table or a pandas DataFrame"
+            )
+        try:
+            table = pa.Table.from_pandas(source, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+            mixed = re.search(r"Conversion failed for column (.+?) with type (\w+)", str(error))
+            where = f"its column {mixed.group(1)!r} ({mixed.group(2)})" if mixed else "a column"
+            raise InputError(
+                f"{TABLE} cannot be converted to Arrow: {where} holds values of more than one type"
+                " (the values are not shown)"
+            ) from None
+    names = table.column_names
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise InputError(f"{TABLE} has more than one column named {repeated!r}")
+    for index, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(index, column.name, table.column(index).cast(column.type.value_type))
+    if table.num_rows == 0:
+        raise InputError(f"{TABLE} has no rows")
+    return table.replace_schema_metadata(None)
+
+
+def source_sha256(source: TableSource, table: pa.Table) -> tuple[str, str]:
+    """The ledger's record of what was read: ("file_sha256", the file's sha256) for a file, or
+    ("table_sha256", the sha256 of `table` as one Arrow IPC stream) for a table handed in."""
+    if isinstance(source, str | os.PathLike):
+        return "file_sha256", hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    sink = pa.BufferOutputStream()
+    combined = table.combine_chunks()
+    with pa.ipc.new_stream(sink, combined.schema) as writer:
+        writer.write_table(combined)
+    return "table_sha256", hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
 def read_table(path: Path, string_columns: list[str]) -> pa.Table:
+    """A CSV, TSV or Parquet file's rows; `string_columns` are read as text from a CSV or TSV.
+
+    Raises `InputError` (exit 2) for a missing file, an unknown suffix, a file Arrow cannot parse
+    (the message never quotes the file's cells), an empty file, or a header without rows.
+    """
     suffix = path.suffix.lower()
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file")
@@ -138,10 +224,14 @@ def _feature_at(schema: Schema, position: int) -> str:
     return "?"
 
 
-def hash_ids(table: pa.Table, column: str, path: Path, what: str, hash_id: Callable[[str | int | float], K]) -> list[K]:
+def hash_ids(
+    table: pa.Table, column: str, path: Path | str, what: str, hash_id: Callable[[str | int | float], K]
+) -> list[K]:
     """Each cell through the workspace's one canonical form (forget.subjects.identity), then hashed.
 
     Typed columns keep their type so that an integral float (a Parquet id of `1.0`) becomes `1`.
+    `path` names the rows in messages. Raises `InputError` (exit 2) for an empty cell, a column
+    that is neither text nor integers, or an id the canonical form refuses.
     """
     array = table.column(column)
     if array.null_count:
@@ -195,12 +285,14 @@ def _is_numeric_type(type_: pa.DataType) -> bool:
 
 
 def infer_schema(
-    table: pa.Table, choice: ColumnChoice, path: Path, subject_keys: list[str], min_subjects: int
+    table: pa.Table, choice: ColumnChoice, path: Path | str, subject_keys: list[str], min_subjects: int
 ) -> Schema:
     """The first ingest's schema, by the rule of forget.data.schema (k = `min_subjects` distinct subjects).
 
     `subject_keys` are the rows' keyed subject ids: subjects are counted in their canonical form,
-    so one person's padded and unpadded ids count once.
+    so one person's padded and unpadded ids count once. Raises `InputError` (exit 2) when there is
+    no feature column, a value cannot be encoded, or fewer than two label classes are held by k
+    subjects (`TooFewClassesError`).
     """
     assert choice.subject is not None and choice.label is not None
     reserved = {choice.subject, choice.label, choice.record_id}
@@ -253,7 +345,11 @@ def _numbers_in_range(
 
 
 def encode(table: pa.Table, schema: Schema, path: Path | str) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """The rows' model inputs (float32); a category the schema does not keep goes to "other"."""
+    """The rows' model inputs (float32); a category the schema does not keep goes to "other".
+
+    Raises `InputError` (exit 2) for an empty, non-numeric, non-finite or out-of-range value in a
+    feature column (the message gives the row and column, never the value).
+    """
     blocks: list[np.ndarray[Any, Any]] = []
     for column in schema.features:
         if column.kind is ColumnKind.NUMERIC:
@@ -280,8 +376,11 @@ def record_contents(row_bytes: list[bytes], labels: list[int]) -> list[bytes]:
     return [data + index.to_bytes(4, "little") for data, index in zip(row_bytes, labels, strict=True)]
 
 
-def encode_labels(table: pa.Table, schema: Schema, path: Path) -> list[int]:
-    """Each row's class index; a label the schema does not keep is `(other)` when the schema has it."""
+def encode_labels(table: pa.Table, schema: Schema, path: Path | str) -> list[int]:
+    """Each row's class index; a label the schema does not keep is `(other)` when the schema has it.
+
+    Raises `InputError` (exit 2) for an empty label or one the schema has no class for.
+    """
     labels = _strings(table, schema.label_column, path, "label")
     found = {label: schema.class_of(label) for label in set(labels)}  # a few distinct labels, many rows
     class_of = {label: index for label, index in found.items() if index is not None}
@@ -294,7 +393,13 @@ def encode_labels(table: pa.Table, schema: Schema, path: Path) -> list[int]:
     return [class_of[label] for label in labels]
 
 
-def load_schema_file(path: Path) -> Schema:
+def load_schema_file(path: str | os.PathLike[str]) -> Schema:
+    """The `[schema]` table of a TOML file (`forget schema` output, or a workspace's forget.toml).
+
+    Raises `InputError` (exit 2) when the file cannot be read, is not TOML, has no `[schema]`, or
+    holds a schema that is not well formed.
+    """
+    path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except OSError as error:
@@ -331,12 +436,22 @@ def _resolve_schema(
 
 def ingest_file(
     workspace: Workspace,
-    path: Path,
-    choice: ColumnChoice,
-    schema_file: Path | None = None,
+    path: TableSource,
+    choice: ColumnChoice | None = None,
+    schema_file: str | os.PathLike[str] | None = None,
     allow_erased: bool = False,
 ) -> IngestResult:
-    """Read, check, pseudonymise, encode, place and store a file's rows (see the module's docstring).
+    """Read, check, pseudonymise, encode, place and store the rows of a file or table (see the module's docstring).
+
+    `path` is a CSV/TSV/Parquet file (str or Path), a pyarrow Table or a pandas DataFrame. The
+    first ingest needs `choice` (or `schema_file`) to name the subject and label columns; later
+    ones take them from the workspace's schema. A subject erased on request is refused unless
+    `allow_erased` (data the subject gave anew). The ledger records the file's sha256, or for a
+    table the sha256 of its Arrow IPC stream (`table_sha256`).
+
+    Raises `InputError` (exit 2) for rows that cannot be used as given (nothing is written then),
+    `WorkspaceError` (exit 3) for a workspace that cannot take them (its keys, its database), and
+    lets ledger errors through (`forget.errors.translated()` maps them).
 
     Python's cyclic garbage collector is off meanwhile: the ingest builds a few objects per row
     (keys, bytes, records), none in a reference cycle, and each full collection would walk all of
@@ -345,7 +460,7 @@ def ingest_file(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _ingest_file(workspace, path, choice, schema_file, allow_erased)
+        return _ingest_file(workspace, path, choice or ColumnChoice(), schema_file, allow_erased)
     finally:
         if collecting:
             gc.enable()
@@ -353,16 +468,17 @@ def ingest_file(
 
 def _ingest_file(
     workspace: Workspace,
-    path: Path,
+    source: TableSource,
     choice: ColumnChoice,
-    schema_file: Path | None,
+    schema_file: str | os.PathLike[str] | None,
     allow_erased: bool,
 ) -> IngestResult:
     config = workspace.config
-    schema, choice = _resolve_schema(config, choice, load_schema_file(schema_file) if schema_file else None)
+    given = load_schema_file(schema_file) if schema_file is not None else None
+    schema, choice = _resolve_schema(config, choice, given)
     assert choice.subject is not None and choice.label is not None
     string_columns = [c for c in (choice.subject, choice.label, choice.record_id) if c]
-    table = read_table(path, string_columns)
+    table, path = open_source(source, string_columns)
     needed = [*string_columns, *(f.name for f in schema.features)] if schema else string_columns
     missing = [name for name in needed if name not in table.column_names]
     if missing:
@@ -422,6 +538,7 @@ def _ingest_file(
         record_keys, subject_keys, seed=config.seed, shards=config.shards, slices=config.slices, mode=config.placement
     )
     rows = list(map(StoredRecord, record_keys, subject_keys, shard_of, slice_of, labels, row_bytes))
+    digest_name, digest = source_sha256(source, table)
     earliest: dict[int, int] = {}
     for shard, slice_ in zip(shard_of, slice_of, strict=True):
         if slice_ < earliest.get(shard, slice_ + 1):
@@ -437,7 +554,7 @@ def _ingest_file(
                     (
                         INGESTED,
                         {
-                            "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                            digest_name: digest,
                             "records": len(rows),
                             "subjects": len(set(subject_keys)),
                             "schema_sha256": canonical_sha256(schema.to_dict()),

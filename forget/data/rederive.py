@@ -62,6 +62,10 @@ class SchemaRuleError(WorkspaceError):
 
 @dataclass(frozen=True)
 class SchemaCheck:
+    """What `rederive_after_erasure` found: whether the rule gives another schema on the retained
+    records, the two digests, how many records it read, and the changes by column (never a value).
+    """
+
     changed: bool
     schema_sha256: str
     previous_sha256: str
@@ -70,6 +74,7 @@ class SchemaCheck:
     """What changed, by column and count (never a value)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON-ready values."""
         return {
             "changed": self.changed,
             "schema_sha256": self.schema_sha256,
@@ -80,6 +85,7 @@ class SchemaCheck:
 
 
 def schema_digest(schema: Schema) -> str:
+    """sha256 of the schema's canonical JSON (RFC 8785): what the ledger records of a schema."""
     return canonical_sha256(schema.to_dict())
 
 
@@ -175,6 +181,10 @@ def rederive_after_erasure(workspace: Workspace, run_id: str | None = None) -> S
 
     Call it after the erased records are deleted and before retraining (under the job lock): on a
     change every checkpoint is dropped, so the retraining that follows covers every shard.
+
+    Raises `WorkspaceError` (exit 3) before anything was ingested, or when forget.toml's schema is
+    not the one the ledger logged; `SchemaRuleError` (exit 3) when the retained data supports no
+    schema under the rule (one label class left).
     """
     if workspace.config.schema is None:
         raise WorkspaceError("the workspace has no schema: nothing was ingested")

@@ -58,6 +58,8 @@ class TooFewClassesError(InputError):
 
 
 class ColumnKind(StrEnum):
+    """How a feature column is encoded: one scaled number, or a one-hot block of its kept categories."""
+
     NUMERIC = "numeric"
     CATEGORICAL = "categorical"
 
@@ -71,6 +73,10 @@ def _power_of_two_exponent(value: float) -> int | None:
 
 @dataclass(frozen=True)
 class FeatureColumn:
+    """One feature column of the schema and its encoding: a numeric column's centre and scale, or a
+    categorical column's kept categories.
+    """
+
     name: str
     kind: ColumnKind
     center: float = 0.0
@@ -83,13 +89,16 @@ class FeatureColumn:
 
     @property
     def width(self) -> int:
+        """How many model inputs the column takes: 1 for a number, categories + 1 ("other") for a category."""
         return 1 if self.kind is ColumnKind.NUMERIC else len(self.categories) + 1
 
     @property
     def other_slot(self) -> int:
+        """The index, within the column's one-hot block, of the slot every category not kept shares."""
         return len(self.categories)
 
     def to_dict(self) -> dict[str, Any]:
+        """The column as forget.toml's `[[schema.features]]` table writes it."""
         data: dict[str, Any] = {"name": self.name, "kind": self.kind.value}
         if self.kind is ColumnKind.NUMERIC:
             data.update(center=self.center, scale=self.scale)
@@ -101,6 +110,12 @@ class FeatureColumn:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureColumn:
+        """The column in a `[[schema.features]]` table.
+
+        Raises `InputError` (exit 2) for a non-finite centre or scale, a zero scale, or a category listed
+        twice; `KeyError` or `ValueError` for a missing name or an unknown kind (`Schema.from_dict` turns
+        those into `InputError`).
+        """
         kind = ColumnKind(data["kind"])
         declared = bool(data.get("declared", False))
         if kind is ColumnKind.NUMERIC:
@@ -121,6 +136,10 @@ class FeatureColumn:
 
 @dataclass(frozen=True)
 class Schema:
+    """The feature schema: which columns are the subject, label and record id, the kept label classes,
+    and each feature column's encoding (the module's docstring gives the rule that derives it).
+    """
+
     subject_column: str
     label_column: str
     labels: tuple[str, ...]
@@ -130,10 +149,12 @@ class Schema:
 
     @property
     def width(self) -> int:
+        """How many model inputs a row encodes to: the sum of the feature columns' widths."""
         return sum(column.width for column in self.features)
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """One row's input shape for the model: `input_shape` when set (a CNN's), else `(width,)`."""
         return self.input_shape or (self.width,)
 
     @property
@@ -149,6 +170,7 @@ class Schema:
             return self.other_label
 
     def to_dict(self) -> dict[str, Any]:
+        """The schema as forget.toml's `[schema]` table (and `forget schema`) writes it, rule included."""
         data: dict[str, Any] = {
             "rule": RULE,
             "subject_column": self.subject_column,
@@ -163,6 +185,11 @@ class Schema:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
+        """The schema in a `[schema]` table.
+
+        Raises `InputError` (exit 2) for another rule, a missing or mistyped field, an `input_shape` that
+        does not hold the features, a label class listed twice, or fewer than two classes.
+        """
         rule = data.get("rule", RULE)
         if rule != RULE:
             raise InputError(f"the schema follows rule {rule!r}; this forget knows {RULE!r}")
@@ -245,7 +272,10 @@ def encode_numbers(column: FeatureColumn, values: FloatArray) -> Float32Array:
 
 
 def decode_numbers(column: FeatureColumn, encoded: Float32Array) -> FloatArray:
-    """The canonical values back from a derived column's encoding: exact, since 2^-e scaling is."""
+    """The canonical values back from a derived column's encoding: exact, since 2^-e scaling is.
+
+    Raises `ValueError` for a declared column, whose encoding the rule did not make.
+    """
     import numpy as np
 
     if column.declared:
@@ -279,7 +309,10 @@ def kept_values(values: Sequence[str | None], subjects: Sequence[str], min_subje
 
 
 def derive_labels(values: Sequence[str | None], subjects: Sequence[str], min_subjects: int) -> tuple[str, ...]:
-    """The kept classes, sorted, then `(other)` if any row's label is not kept."""
+    """The kept classes, sorted, then `(other)` if any row's label is not kept.
+
+    Raises `TooFewClassesError` (an `InputError`, exit 2) when fewer than two classes are held by k subjects.
+    """
     plain = [None if value == OTHER_LABEL else value for value in values]
     kept = kept_values(plain, subjects, min_subjects)
     known = set(kept)
@@ -312,6 +345,9 @@ def derive_schema(template: Schema, data: ColumnValues, min_subjects: int) -> Sc
 
     One function for the first ingest (the template only names the columns) and for the check
     after an erasure (the template is the current schema), so both see the same rule.
+
+    Raises `InputError` (exit 2) for `min_subjects` below 1, and `TooFewClassesError` when fewer than
+    two label classes are kept.
     """
     if min_subjects < 1:
         raise InputError(f"min_subjects_per_category must be at least 1 (got {min_subjects})")

@@ -54,6 +54,7 @@ when a workspace is evaluated.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +92,7 @@ from forget.evaluation.stats import (
 from forget.evaluation.stats import accuracy as accuracy_of
 
 if TYPE_CHECKING:
+    from forget.data.ingest import TableSource
     from forget.workspace.core import Workspace
     from sisa.aggregation import Aggregation
 
@@ -113,14 +115,17 @@ class Proportion:
 
     @classmethod
     def of(cls, successes: int, trials: int) -> Proportion:
+        """The proportion `successes / trials` with its Wilson interval; raises `ValueError` for counts out of range."""
         low, high = wilson_interval(successes, trials)
         return cls(successes, trials, low, high)
 
     @property
     def value(self) -> float:
+        """successes / trials; raises `ZeroDivisionError` for a proportion of no trials."""
         return self.successes / self.trials
 
     def to_dict(self) -> dict[str, Any]:
+        """The proportion as JSON-ready values: value, counts and interval."""
         return {"value": self.value, "correct": self.successes, "rows": self.trials, "ci95": [self.low, self.high]}
 
 
@@ -132,6 +137,7 @@ class Estimate:
     ci95: tuple[float, float] | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The estimate as JSON-ready values."""
         return {"value": self.value, "ci95": None if self.ci95 is None else list(self.ci95)}
 
 
@@ -148,6 +154,7 @@ class ClassReport:
     f1: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The class's row as JSON-ready values."""
         return {
             "label": self.label,
             "support": self.support,
@@ -159,6 +166,10 @@ class ClassReport:
 
 @dataclass(frozen=True)
 class UtilityReport:
+    """Utility on a labelled file: ensemble and per-shard accuracy (Wilson intervals), the majority-class
+    baseline with its test, balanced accuracy, macro-F1 and per-class figures (`utility_of` builds it).
+    """
+
     rows: int
     aggregation: Aggregation
     accuracy: Proportion
@@ -180,9 +191,11 @@ class UtilityReport:
     ensemble_classes_predicted: int = 0
 
     def better_than_majority(self, alpha: float = 0.05) -> bool:
+        """Whether the ensemble beats always predicting the most frequent class at level `alpha`."""
         return self.p_vs_majority < alpha
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (`forget evaluate --json`'s `utility`)."""
         return {
             "rows": self.rows,
             "aggregation": self.aggregation.value,
@@ -232,6 +245,7 @@ class ModelFit:
 
     @property
     def median_records(self) -> float:
+        """The median records per shard (0 without shards)."""
         return float(np.median(self.records_per_shard)) if self.records_per_shard else 0.0
 
     @property
@@ -240,6 +254,7 @@ class ModelFit:
         return steps_per_shard(self.records_per_shard, self.epochs, self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fit as JSON-ready values, with the ratios `diagnose` judges."""
         return {
             "records_per_shard_median": self.median_records,
             "records_per_shard_min": min(self.records_per_shard) if self.records_per_shard else 0,
@@ -260,6 +275,7 @@ class Diagnosis:
     fit: ModelFit | None
 
     def to_dict(self) -> dict[str, Any]:
+        """The diagnosis as JSON-ready values (warnings by their `Finding` code)."""
         return {
             "useful": self.useful,
             "verdict": self.verdict,
@@ -341,6 +357,8 @@ def diagnose(utility: UtilityReport, fit: ModelFit | None, what: str = "held-out
 
 
 class Attack(StrEnum):
+    """The membership-inference attacks run (the module's docstring gives their references)."""
+
     LOSS = "loss"
     """Yeom et al. 2018: score = log p_y, minus the loss of the mean probability on the true label."""
     LIRA_OFFLINE = "lira_offline"
@@ -348,6 +366,8 @@ class Attack(StrEnum):
 
 
 class Comparison(StrEnum):
+    """Which group of records an attack tries to tell from the held-out file."""
+
     MEMBERS = "members_vs_held_out"
     """Retained training records (positives) against the held-out file (negatives)."""
     ERASED = "erased_vs_held_out"
@@ -356,6 +376,10 @@ class Comparison(StrEnum):
 
 @dataclass(frozen=True)
 class AttackResult:
+    """One attack on one comparison: ROC AUC with its standard error, membership advantage with its
+    bootstrap error and chance level, TPR at 1% FPR, and the `Conclusion` drawn from them.
+    """
+
     attack: Attack
     comparison: Comparison
     positives: int
@@ -376,9 +400,11 @@ class AttackResult:
 
     @property
     def auc_ci95(self) -> tuple[float, float]:
+        """The AUC's 95% interval, from its Hanley-McNeil standard error."""
         return auc_interval(self.auc, self.auc_se)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values."""
         return {
             "attack": self.attack.value,
             "comparison": self.comparison.value,
@@ -406,6 +432,9 @@ def attack_result(
     bootstrap: int,
     rng: np.random.Generator,
 ) -> AttackResult:
+    """Score one attack: the statistics of `positives` against `negatives` (attack scores), with
+    `bootstrap` resamples drawn from `rng` for the advantage's standard error; raises nothing of its own.
+    """
     auc = roc_auc(positives, negatives)
     se = hanley_mcneil_se(auc, positives.size, negatives.size)
     advantage = membership_advantage(positives, negatives)
@@ -430,6 +459,8 @@ def attack_result(
 
 @dataclass(frozen=True)
 class MembershipReport:
+    """The membership-inference section: group sizes, seed, resamples, and every attack's result."""
+
     members: int
     held_out: int
     erased: int | None
@@ -438,6 +469,7 @@ class MembershipReport:
     results: tuple[AttackResult, ...]
 
     def result(self, attack: Attack, comparison: Comparison) -> AttackResult | None:
+        """The result of `attack` on `comparison`, or None when it was not run (no erased records)."""
         return next((r for r in self.results if r.attack is attack and r.comparison is comparison), None)
 
     def mia_gap(self, attack: Attack = Attack.LOSS) -> float | None:
@@ -446,6 +478,7 @@ class MembershipReport:
         return None if erased is None else erased.auc - 0.5
 
     def to_dict(self) -> dict[str, Any]:
+        """The section as JSON-ready values, with the MIA gap per attack."""
         return {
             "threat_model": "the mean of the shards' class probabilities (black box)",
             "members": self.members,
@@ -482,6 +515,7 @@ class ReferenceComparison:
     retain_accuracy_gap: float | None = None
 
     def to_dict(self, evaluated: MembershipReport | None) -> dict[str, Any]:
+        """The comparison as JSON-ready values; `evaluated`'s erased AUCs give the AUC differences."""
         gap_difference = None
         if self.erased_auc is not None and evaluated is not None:
             gap_difference = {}
@@ -520,6 +554,11 @@ TOW_APPROXIMATE_NOTE = (
 
 @dataclass(frozen=True)
 class EvaluationReport:
+    """Everything `forget evaluate` measured, with which models: `file` is the evaluated file's name
+    (`(table)` for a table handed in), `checkpoints` the shards' latest digests. `to_dict()` is the
+    `--json` output that `reports.evaluation` renders.
+    """
+
     file: str
     evaluated_at: str
     shards: int
@@ -534,6 +573,7 @@ class EvaluationReport:
     diagnosis: Diagnosis | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON (format `forget/evaluation/v1`), with a fingerprint of the checkpoints."""
         return {
             "format": FORMAT,
             "file": self.file,
@@ -569,7 +609,10 @@ def utility_of(
     """Accuracy with Wilson intervals from per-shard probabilities of shape (shards, rows, classes), and the
     measures that tell a useful model from a constant one: the majority-class baseline with a paired
     test against it, balanced accuracy and macro-F1 (stratified bootstrap intervals, seeded), per-class
-    recall (Wilson) and F1, and the shards that predict one class for every row."""
+    recall (Wilson) and F1, and the shards that predict one class for every row.
+
+    Raises `InputError` (exit 2) for no rows.
+    """
     from sisa.aggregation import Aggregation, aggregate
 
     rows = int(labels.shape[0])
@@ -625,7 +668,10 @@ def utility_of(
 
 
 def model_fit(workspace: Workspace) -> ModelFit:
-    """Records per shard (from the data store) against the model's size and the training budget."""
+    """Records per shard (from the data store) against the model's size and the training budget.
+
+    Raises `NotTrainedError` (exit 3) before data is in; a model spec that cannot be built raises `SisaError`.
+    """
     from sisa.models import parameter_count
 
     schema = workspace.config.schema
@@ -644,16 +690,24 @@ def model_fit(workspace: Workspace) -> ModelFit:
 
 def evaluate_utility(
     workspace: Workspace,
-    path: Path,
-    aggregation: Aggregation,
+    path: TableSource,
+    aggregation: Aggregation | None = None,
     device: str = "auto",
     *,
     seed: int = 0,
     bootstrap: int = 200,
 ) -> UtilityReport:
-    """Ensemble and per-shard accuracy on a labelled file, each with a 95% Wilson interval, and the
-    usefulness measures of `utility_of` (seeded bootstrap intervals)."""
+    """Ensemble and per-shard accuracy on a labelled file (str or Path), pyarrow Table or pandas
+    DataFrame, each with a 95% Wilson interval, and the usefulness measures of `utility_of` (seeded
+    bootstrap intervals). `aggregation` defaults to the workspace's.
+
+    Raises `InputError` (exit 2) for rows the schema cannot encode or no label column,
+    `NotTrainedError` (exit 3) while a shard is not fully trained, and what
+    `forget.training.predict.shard_probabilities` raises for a checkpoint.
+    """
     from forget.training.predict import encode_file, shard_probabilities
+
+    aggregation = aggregation or _workspace_aggregation(workspace)
 
     features, labels = encode_file(workspace, path, need_labels=True)
     assert labels is not None
@@ -669,6 +723,8 @@ def training_verdict(workspace: Workspace, device: str = "auto", rows: int = 200
     Training records flatter a model (it has seen them), so a model that does not beat the
     majority class even there is certainly useless; one that does is only "not obviously useless",
     and `forget evaluate HELD_OUT` gives the real figure.
+
+    Raises `NotTrainedError` (exit 3) before data is in or while a shard is not fully trained.
     """
     from forget.training.predict import shard_probabilities
 
@@ -695,6 +751,8 @@ def sample_members(
 
     Records are numbered shard by shard in the data store's order (slice, then record key), so the
     same seed draws the same records from the same data; one shard is in memory at a time.
+
+    Raises `NotTrainedError` (exit 3) before data is in, or when the workspace holds no records.
     """
     schema = workspace.config.schema
     if schema is None:
@@ -722,17 +780,17 @@ def sample_members(
     return np.concatenate(features), np.concatenate(labels)
 
 
-def _subjects_still_held(workspace: Workspace, path: Path) -> int:
+def _subjects_still_held(workspace: Workspace, path: TableSource) -> int:
     """How many subjects of `path` the workspace still holds records of (0 if it has no subject column)."""
-    from forget.data.ingest import hash_ids, read_table
+    from forget.data.ingest import hash_ids, open_source
 
     schema = workspace.config.schema
     assert schema is not None
-    table = read_table(path, [schema.subject_column, schema.label_column])
+    table, name = open_source(path, [schema.subject_column, schema.label_column])
     if schema.subject_column not in table.column_names:
         return 0
     # Through the same canonical form and hash as ingest (forget.subjects.identity), so the keys match.
-    keys = hash_ids(table, schema.subject_column, path, "subject id", workspace.pseudonymiser.subject)
+    keys = hash_ids(table, schema.subject_column, name, "subject id", workspace.pseudonymiser.subject)
     return len(workspace.datastore.records_of_subjects(sorted(set(keys))))
 
 
@@ -767,12 +825,12 @@ def _erased_aucs(
 
 def evaluate(
     workspace: Workspace,
-    path: Path,
+    path: TableSource,
     aggregation: Aggregation | None = None,
     device: str = "auto",
     *,
     mia: bool = False,
-    erased: Path | None = None,
+    erased: TableSource | None = None,
     reference: Workspace | None = None,
     members: int | None = None,
     seed: int = 0,
@@ -786,7 +844,12 @@ def evaluate(
     records to sample (default: as many as `path` has rows) for the attacks and for the Tug-of-War
     score's retain set; `seed` draws them and drives the bootstraps (`bootstrap` resamples for the
     advantage's standard error and the balanced accuracy's and macro-F1's intervals).
-    Raises InputError when `erased` names a subject whose records the workspace still holds.
+    `path` and `erased` are files (str or Path), pyarrow Tables or pandas DataFrames.
+
+    Raises `InputError` (exit 2) when `erased` names a subject whose records the workspace still
+    holds, for rows the schema cannot encode or no rows at all, a reference with other classes;
+    `NotTrainedError` (exit 3) before data is in or while a shard (or the reference's) is not
+    fully trained; and what `forget.training.predict.shard_probabilities` raises for a checkpoint.
     """
     from forget.training.predict import encode_file, latest_digests, shard_probabilities
 
@@ -802,7 +865,7 @@ def evaluate(
     assert label_list is not None
     labels = np.asarray(label_list, dtype=np.int64)
     if labels.size == 0:
-        raise InputError(f"{path} has no rows to evaluate")
+        raise InputError(f"{_name(path)} has no rows to evaluate")
 
     # One pass of every shard's model over all the groups: held-out, then members, then erased.
     groups_x = [features]
@@ -817,14 +880,14 @@ def evaluate(
         still = _subjects_still_held(workspace, erased)
         if still:
             raise InputError(
-                f"{erased}: the workspace still holds records of {still} of its subjects;"
+                f"{_name(erased)}: the workspace still holds records of {still} of its subjects;"
                 " erase them (`forget run`) before evaluating them as erased"
             )
         erased_x, erased_y = encode_file(workspace, erased, need_labels=True)
         assert erased_y is not None
         erased_count = len(erased_y)
         if erased_count == 0:
-            raise InputError(f"{erased} has no rows to evaluate")
+            raise InputError(f"{_name(erased)} has no rows to evaluate")
         groups_x.append(erased_x)
         groups_y.append(np.asarray(erased_y, dtype=np.int64))
     all_x = np.concatenate(groups_x)
@@ -864,7 +927,7 @@ def evaluate(
             digests,
         )  # fmt: skip
     return EvaluationReport(
-        file=path.name,
+        file=Path(path).name if isinstance(path, str | os.PathLike) else "(table)",
         evaluated_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         shards=workspace.config.shards,
         slices=workspace.config.slices,
@@ -888,10 +951,12 @@ class Groups:
 
     @property
     def members(self) -> slice:
+        """The rows of the sampled training records."""
         return slice(self.held, self.held + self.member_count)
 
     @property
     def erased(self) -> slice:
+        """The rows of the erased records."""
         return slice(self.held + self.member_count, self.held + self.member_count + self.erased_count)
 
 
@@ -901,11 +966,18 @@ def _accuracy(probabilities: np.ndarray[Any, Any], labels: np.ndarray[Any, Any],
     return accuracy_of(aggregate(probabilities, aggregation), labels)
 
 
+def _name(source: TableSource) -> str:
+    """What a message calls `source`: the file's path as given, or "the table"."""
+    from forget.data.ingest import TABLE
+
+    return str(source) if isinstance(source, str | os.PathLike) else TABLE
+
+
 def _compare(
     workspace: Workspace,
     reference: Workspace,
-    path: Path,
-    erased: Path | None,
+    path: TableSource,
+    erased: TableSource | None,
     aggregation: Aggregation,
     device: str,
     utility: UtilityReport,

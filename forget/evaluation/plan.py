@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -112,6 +113,8 @@ def expected_retrain_share(subject_keys: Sequence[str], placed: Placed, shards: 
 
 @dataclass(frozen=True)
 class Simulation:
+    """One candidate trained in memory on the plan's training part: its shards' probabilities and costs."""
+
     probabilities: FloatArray
     """(shards, rows, classes): each shard's class probabilities on the evaluated rows."""
     shard_records: tuple[int, ...]
@@ -177,6 +180,8 @@ def simulate(
 
 @dataclass(frozen=True)
 class PlanOptions:
+    """What `forget plan` sweeps (shards, slices, models, epochs) and how it validates and recommends."""
+
     shards: tuple[int, ...] = (1, 5, 10, 20)
     slices: tuple[int, ...] = (1, 5, 10)
     models: tuple[str, ...] = ()
@@ -194,6 +199,7 @@ class PlanOptions:
     """Larger files are subsampled by subject (seeded) to this many rows, and the plan says so."""
 
     def problems(self) -> list[str]:
+        """What is wrong with these options, one line each (empty when usable); raises nothing."""
         found = []
         if not self.shards or min(self.shards) < 1:
             found.append("--shards needs positive counts, e.g. 1,5,10,20")
@@ -214,6 +220,8 @@ class PlanOptions:
 
 @dataclass(frozen=True)
 class DataCounts:
+    """What the planned file holds: rows, subjects, classes, encoded width, and the validation split."""
+
     rows: int
     subjects: int
     classes: int
@@ -229,11 +237,14 @@ class DataCounts:
     """The file's row count when it was subsampled to `max_rows`, else None."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts as JSON-ready values."""
         return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
 class CandidateResult:
+    """One candidate (shards, slices, model, epochs) measured: validation accuracy and the cost of an erasure."""
+
     shards: int
     slices: int
     model: str
@@ -260,19 +271,28 @@ class CandidateResult:
 
     @property
     def accuracy(self) -> float:
+        """Validation accuracy under the plan's aggregation: correct / rows."""
         return self.correct / self.rows
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values, with its accuracy."""
         return {**self.__dict__, "accuracy": self.accuracy}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CandidateResult:
+        """The result `to_dict` wrote; raises `KeyError` for a missing field (`Plan.from_dict`: `PlanError`)."""
         names = [f for f in cls.__dataclass_fields__]
         return cls(**{name: data[name] for name in names})
 
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan: every candidate measured on one file, the recommendation and why, and the warnings.
+
+    `forget plan --output` writes `to_dict()`; `forget init --from-plan` takes `settings()` and logs
+    `digest()`.
+    """
+
     file: str
     file_sha256: str
     subject_column: str
@@ -295,6 +315,7 @@ class Plan:
     """Whether removing any one validation subject's rows could not change which candidate is recommended."""
 
     def recommendation(self) -> CandidateResult:
+        """The recommended candidate."""
         return self.results[self.recommended]
 
     def settings(self, index: int | None = None) -> tuple[int, int, TrainingSettings]:
@@ -304,6 +325,7 @@ class Plan:
         return chosen.shards, chosen.slices, training
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON (format `forget/plan/v1`): what `forget plan --output` writes."""
         return {
             "format": PLAN_FORMAT,
             "file": self.file,
@@ -332,6 +354,11 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
+        """The plan in parsed JSON, every setting checked.
+
+        Raises `PlanError` (an `InputError`, exit 2) for another format, a missing or mistyped field, a
+        recommendation that is not a result, or settings out of range.
+        """
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
             raise PlanError(f"not a plan of format {PLAN_FORMAT} (format: {found!r})")
@@ -376,7 +403,13 @@ class Plan:
         return plan
 
 
-def read_plan(path: Path) -> Plan:
+def read_plan(path: str | os.PathLike[str]) -> Plan:
+    """The plan in a `forget plan --output` file (str or Path).
+
+    Raises `PlanError` (an `InputError`, exit 2) when the file cannot be read, is not JSON, or is
+    not a valid plan of this format.
+    """
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except OSError as error:
@@ -412,9 +445,12 @@ class PlanData:
 
 
 def encode_table(
-    table: pa.Table, subject_keys: list[str], subject_column: str, label_column: str, path: Path
+    table: pa.Table, subject_keys: list[str], subject_column: str, label_column: str, path: Path | str
 ) -> tuple[FloatArray, IntArray, tuple[str, ...]]:
-    """Features, class indices and class names as the first `forget ingest` of this table would make them."""
+    """Features, class indices and class names as the first `forget ingest` of this table would make them.
+
+    `path` names the rows in messages. Raises `InputError` (exit 2) as that ingest would.
+    """
     from forget.data.ingest import ColumnChoice, encode, encode_labels, infer_schema
     from forget.data.schema import DEFAULT_MIN_SUBJECTS
 
@@ -424,8 +460,15 @@ def encode_table(
     return encode(table, schema, path).reshape(-1, *schema.shape), labels, tuple(schema.labels)
 
 
-def read_plan_data(path: Path, subject_column: str, label_column: str, seed: int, max_rows: int | None) -> PlanData:
-    """Read, count and encode `path` exactly as `forget ingest` would, hashing subjects in memory."""
+def read_plan_data(
+    path: str | os.PathLike[str], subject_column: str, label_column: str, seed: int, max_rows: int | None
+) -> PlanData:
+    """Read, count and encode `path` exactly as `forget ingest` would, hashing subjects in memory.
+
+    Raises `PlanError` (exit 2) for a missing column or fewer than 10 rows, and `InputError` (exit 2)
+    for a file `forget ingest` would refuse.
+    """
+    path = Path(path)
     from forget.data.ingest import hash_ids, read_table
     from forget.subjects.identity import IdentityForm
     from forget.subjects.pseudonym import Pseudonymiser
@@ -485,13 +528,19 @@ def validation_mask(subject_keys: Sequence[str], share: float, seed: int) -> np.
 
 
 def make_plan(
-    path: Path,
+    path: str | os.PathLike[str],
     subject_column: str,
     label_column: str,
     options: PlanOptions,
     progress: Progress | None = None,
 ) -> Plan:
-    """Sweep the candidates on `path` and recommend one; see the module's docstring."""
+    """Sweep the candidates on the file at `path` (str or Path) and recommend one; see the module's docstring.
+
+    `progress` hears one line per candidate. Raises `PlanError` (exit 2) for options out of range,
+    a file too small to plan on or to hold out subjects from, and `InputError` (exit 2) for a file
+    `forget ingest` would refuse; a model that cannot be built raises `sisa.errors.SisaError`.
+    """
+    path = Path(path)
     from sisa.aggregation import Aggregation, aggregate
     from sisa.models import parameter_count
     from sisa.trainer import OptimizerKind, TrainingConfig
@@ -666,6 +715,8 @@ def frozen_settings(plan: Plan, row: int | None = None) -> tuple[int, int, Train
 
     The record is what the ledger's first entry keeps: the plan's digest and the file's, the counts
     it was made on, the validation split, and which row was taken. No row, id or cell value.
+
+    Raises `PlanError` (exit 2) for a `row` that is not one of the plan's results.
     """
     if row is not None and not 0 <= row < len(plan.results):
         raise PlanError(f"--plan-row must be between 0 and {len(plan.results) - 1}")

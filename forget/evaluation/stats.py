@@ -41,6 +41,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     Chosen over the normal (Wald) interval because it stays inside [0, 1] and keeps close to its
     nominal coverage for small samples and for proportions near 0 or 1, which is where a good
     classifier's accuracy lives (Brown, Cai and DasGupta, Statistical Science 2001).
+
+    Raises `ValueError` for no trials, or successes outside [0, trials].
     """
     if trials < 1:
         raise ValueError("a proportion needs at least one trial")
@@ -96,7 +98,10 @@ def roc_auc(
 
 
 def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
-    """The standard error of an AUC, Hanley and McNeil, Radiology 143 (1982), equation 2."""
+    """The standard error of an AUC, Hanley and McNeil, Radiology 143 (1982), equation 2.
+
+    Raises `ValueError` without at least one score on each side.
+    """
     if positives < 1 or negatives < 1:
         raise ValueError("a standard error needs at least one score on each side")
     q1 = auc / (2 - auc)
@@ -377,6 +382,8 @@ def needed_positives(negatives: int, effect: float = MIA_EFFECT) -> int | None:
 
 
 class Conclusion(StrEnum):
+    """What a membership-inference result allows one to say: indistinguishable, distinguishable, or nothing."""
+
     INDISTINGUISHABLE = "indistinguishable"
     """The test has power, and the AUC's interval holds 0.5: no leak as large as MIA_EFFECT."""
     DISTINGUISHABLE = "distinguishable"

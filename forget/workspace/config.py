@@ -30,6 +30,12 @@ DEFAULT_DATABASE = "sqlite:///forget.db"
 
 @dataclass(frozen=True)
 class TrainingSettings:
+    """How each shard's model is trained and the shards combined: `[training]` in forget.toml.
+
+    Fixed at init, since every checkpoint depends on them (`aggregation` aside); pass them to
+    `init_workspace` as keywords (`epochs=2, model="tanh-64"`). `problems()` lists what is out of range.
+    """
+
     # The defaults were chosen by measurement on seven data sets (docs/benchmarks.md, "Defaults by
     # measurement"); `forget plan` measures them on the data at hand.
     model: str = DEFAULT_MODEL
@@ -94,6 +100,7 @@ def organisation_problems(name: str | None) -> list[str]:
 
 
 def layout_problems(shards: int, slices: int) -> list[str]:
+    """What is wrong with a shards x slices layout, one line each (empty when it is usable); raises nothing."""
     found = []
     if not 1 <= shards <= MAX_SHARDS:
         found.append(f"shards must be between 1 and {MAX_SHARDS} (got {shards})")
@@ -111,6 +118,11 @@ class ExecutorKind(StrEnum):
 
 @dataclass(frozen=True)
 class ExecutorSettings:
+    """Where shards train: `[executor]` in forget.toml (`local` in this process, or a Dask cluster).
+
+    Unlike the training settings it may change at any time: it decides where, never what, is computed.
+    """
+
     kind: str = "local"
     """A registered executor's name (sisa.executor): local, dask, or one a plugin registers."""
     scheduler: str = ""
@@ -135,11 +147,18 @@ class WitnessSettings:
 
     @property
     def name(self) -> str:
+        """The witness's name: its verifier key's part before the first `+`."""
         return self.key.split("+", 1)[0]
 
 
 @dataclass(frozen=True)
 class WorkspaceConfig:
+    """forget.toml as values: the layout, seed and ledger origin, the settings, and the feature schema.
+
+    Read by `read_config`, written atomically by `write_config`; `from_toml` checks every value and
+    raises `WorkspaceError` (exit 3) for a file it cannot use.
+    """
+
     shards: int
     slices: int
     seed: int
@@ -166,9 +185,11 @@ class WorkspaceConfig:
     (never signed: the certificate names the key and the log, not a legal entity)."""
 
     def with_schema(self, schema: Schema) -> WorkspaceConfig:
+        """The same config with `schema` as its feature schema (the first ingest's, or a re-derived one)."""
         return replace(self, schema=schema)
 
     def to_toml(self) -> dict[str, Any]:
+        """The config as forget.toml's tables (format 1), ready for `tomli_w`; raises nothing."""
         data: dict[str, Any] = {
             "format": CONFIG_FORMAT,
             "workspace": {
@@ -211,6 +232,11 @@ class WorkspaceConfig:
 
     @classmethod
     def from_toml(cls, data: dict[str, Any]) -> WorkspaceConfig:
+        """The config in parsed forget.toml tables, every value checked.
+
+        Raises `WorkspaceError` (exit 3) for another format, a missing or mistyped field, or a value out of
+        range (the first problem, in one line).
+        """
         if data.get("format") != CONFIG_FORMAT:
             raise WorkspaceError(f"{CONFIG_NAME} has format {data.get('format')!r}; this forget reads {CONFIG_FORMAT}")
         try:
@@ -262,6 +288,10 @@ class WorkspaceConfig:
 
 
 def read_config(path: Path) -> WorkspaceConfig:
+    """The config in the forget.toml at `path`.
+
+    Raises `WorkspaceError` (exit 3) when the file does not exist, is not TOML, or is not a valid config.
+    """
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)

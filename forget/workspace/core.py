@@ -1,4 +1,9 @@
-"""A workspace: one deployment's folder (config, keys, checkpoint store, database URL)."""
+"""A workspace: one deployment's folder (config, keys, checkpoint store, database URL).
+
+`init_workspace` creates one and `open_workspace` opens it; both take the folder as a str or a
+Path. Settings are given as keyword arguments, `init_workspace("ws", shards=3, epochs=2)`, or as
+an `InitOptions` (with its `TrainingSettings`), or both (the keywords win).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ import hashlib
 import os
 import secrets
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import forget
 from forget.data.schema import DEFAULT_MIN_SUBJECTS
@@ -40,6 +45,7 @@ from forget.workspace.keys import (
     public_key_fingerprint,
 )
 from sisa.placement import PlacementMode
+from sisa.schedule import Schedule
 
 if TYPE_CHECKING:
     # Keys and the ledger pull in `cryptography`; commands such as `forget status` never need them.
@@ -52,15 +58,29 @@ ENV_WORKSPACE = "FORGET_WORKSPACE"
 CHECKPOINTS_DIR = "checkpoints"
 
 
+DEFAULT_SHARDS = 5
+DEFAULT_SLICES = 4
+"""`forget init`'s layout without a plan (docs/benchmarks.md measured the trade-off)."""
+
+
 @dataclass(frozen=True)
 class InitOptions:
-    shards: int
-    slices: int
+    """Everything `init_workspace` fixes for the workspace's life: layout, seed, database, keys, training.
+
+    The defaults are `forget init`'s. `training` holds the model and optimiser settings
+    (`TrainingSettings`: model, epochs, batch_size, lr, ...); `with_settings` changes any field of
+    either by name.
+    """
+
+    shards: int = DEFAULT_SHARDS
+    slices: int = DEFAULT_SLICES
     seed: int | None = None
+    """The root seed of placement and training (random when None; recorded in forget.toml)."""
     database: str = DEFAULT_DATABASE
     placement: PlacementMode = PlacementMode.SUBJECT
     training: TrainingSettings = field(default_factory=TrainingSettings)
-    keys_from: Path | None = None
+    keys_from: str | os.PathLike[str] | None = None
+    """Another workspace whose keys this one reuses (`init --keys-from`: replays, equivalence checks)."""
     passphrase: bytes | None = None
     """Encrypts the new signing key (PKCS#8, best available encryption); ignored with keys_from."""
     identity: IdentityForm = field(default_factory=IdentityForm)
@@ -68,6 +88,50 @@ class InitOptions:
     """k: a category or label class enters the schema only if this many subjects hold it."""
     plan: dict[str, Any] | None = None
     """`forget.evaluation.plan.frozen_settings`' record of the plan the settings came from, logged at init."""
+
+    def with_settings(self, **settings: Unpack[InitSettings]) -> InitOptions:
+        """These options with fields changed by name: those of `InitOptions`, or of its `TrainingSettings`.
+
+        `options.with_settings(shards=3, epochs=2, model="tanh-64")`. An unknown name raises
+        `TypeError`, as a misspelt keyword argument does; the values are checked by `init_workspace`.
+        """
+        unknown = sorted(set(settings) - _OPTION_NAMES - _TRAINING_NAMES)
+        if unknown:
+            raise TypeError(
+                f"unknown workspace setting {unknown[0]!r}: give a field of InitOptions or TrainingSettings"
+            )
+        changes: dict[str, Any] = dict(settings)
+        training = changes.pop("training", self.training)
+        training_changes = {name: changes.pop(name) for name in list(changes) if name in _TRAINING_NAMES}
+        return replace(self, **changes, training=replace(training, **training_changes))
+
+
+class InitSettings(TypedDict, total=False):
+    """`init_workspace`'s keyword arguments: any field of `InitOptions` or of `TrainingSettings`, by name."""
+
+    shards: int
+    slices: int
+    seed: int | None
+    database: str
+    placement: PlacementMode
+    training: TrainingSettings
+    keys_from: str | os.PathLike[str] | None
+    passphrase: bytes | None
+    identity: IdentityForm
+    min_subjects: int
+    plan: dict[str, Any] | None
+    model: str
+    epochs: float
+    batch_size: int
+    lr: float
+    optimizer: str
+    schedule: Schedule
+    threads: int
+    aggregation: str
+
+
+_OPTION_NAMES = frozenset(f.name for f in fields(InitOptions))
+_TRAINING_NAMES = frozenset(f.name for f in fields(TrainingSettings))
 
 
 class Workspace:
@@ -96,18 +160,26 @@ class Workspace:
 
     @property
     def config_path(self) -> Path:
+        """The workspace's forget.toml."""
         return self.root / CONFIG_NAME
 
     @property
     def keys_dir(self) -> Path:
+        """The folder of the workspace's key files (mode 0700)."""
         return self.root / KEYS_DIR
 
     @property
     def database_url(self) -> str:
+        """The SQLAlchemy URL of the data store, a relative SQLite path resolved against the workspace."""
         return resolve_url(self.config.database, self.root)
 
     @cached_property
     def datastore(self) -> Store:
+        """The data store, opened on first use and its schema revision checked.
+
+        Raises `WorkspaceError` (exit 3) when the database is missing or at another schema revision
+        (`forget.store.migrate`).
+        """
         store = self._store if self._store is not None else open_datastore(self.database_url, must_exist=True)
         store.check_schema()
         # Read now, before any transaction: on SQLite a read on a second connection while this
@@ -123,6 +195,11 @@ class Workspace:
 
     @cached_property
     def pseudonymiser(self) -> Pseudonymiser:
+        """The keyed hash of subject and record ids, from the pseudonymisation key file.
+
+        Raises `KeyMismatchError` (a `WorkspaceError`, exit 3) when the key or the identity form is not
+        the one pinned at init, and `WorkspaceError` when the key file cannot be read.
+        """
         self._check_identity()
         pseudonymiser = load_key_file(self.keys_dir / PSEUDONYM_KEY, self.config.identity)
         if pseudonymiser.fingerprint() != self.pins.pseudonym_key:
@@ -133,6 +210,7 @@ class Workspace:
         return pseudonymiser
 
     def public_key_pem(self) -> bytes:
+        """The signing key's public half as PEM bytes; raises `OSError` when the file is missing."""
         return (self.keys_dir / PUBLIC_KEY).read_bytes()
 
     def _check_public_key(self) -> None:
@@ -165,6 +243,11 @@ class Workspace:
 
     @cached_property
     def ledger(self) -> Ledger:
+        """The workspace's ledger (`ledger.log.Ledger`), opened on first use.
+
+        Raises `KeyMismatchError` (exit 3) when the public key file is not the pinned one, and
+        `WorkspaceError` when it cannot be read.
+        """
         from ledger.keys import load_public_key
         from ledger.log import Ledger
 
@@ -181,6 +264,12 @@ class Workspace:
         return open_anchor(self.config.anchor, self.root)
 
     def signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 signing key, decrypted with `passphrase` when it is encrypted.
+
+        Raises `KeyMismatchError` (exit 3) when it is not the key pinned at init; a missing file or a
+        wrong passphrase raises `ledger.errors.LedgerError` (`forget.errors.translated()` makes it a
+        `WorkspaceError`).
+        """
         from cryptography.hazmat.primitives import serialization
 
         from ledger.keys import load_private_key
@@ -195,17 +284,32 @@ class Workspace:
         return key
 
     def save_config(self, config: WorkspaceConfig) -> None:
+        """Write `config` to forget.toml atomically and use it from now on; raises `OSError` if it cannot."""
         write_config(self.config_path, config)
         self.config = config
 
 
-def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
-    """Create the folder's config, keys and database; refuses a folder that already holds a workspace."""
+def init_workspace(
+    root: str | os.PathLike[str], options: InitOptions | None = None, **settings: Unpack[InitSettings]
+) -> Workspace:
+    """Create the folder's config, keys and database; refuses a folder that already holds a workspace.
+
+    `root` is a str or a Path. The settings are `options` (default: `forget init`'s) with any
+    keyword arguments applied by `InitOptions.with_settings`:
+    `init_workspace("ws", shards=3, slices=2, seed=7, epochs=2, model="tanh-64")`.
+
+    Raises `InputError` (exit 2) for a setting out of range or a `keys_from` without keys,
+    `WorkspaceError` (exit 3) when the folder or the database already holds a workspace, and
+    `TypeError` for a keyword that names no setting. Nothing is left behind on failure (no keys,
+    no anchor).
+    """
     from cryptography.hazmat.primitives import serialization
 
     from ledger.keys import generate_signing_key, load_private_key, public_key_pem, write_private_key
     from ledger.log import Ledger
 
+    options = (options or InitOptions()).with_settings(**settings)
+    keys_from = Path(options.keys_from) if options.keys_from is not None else None
     root = Path(root)
     problems = (
         layout_problems(options.shards, options.slices)
@@ -216,8 +320,8 @@ def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
         raise InputError(f"--{problems[0].replace('_', '-')}")
     if (root / CONFIG_NAME).exists():
         raise WorkspaceError(f"{root} already holds a workspace ({CONFIG_NAME} exists)")
-    if options.keys_from is not None and not (options.keys_from / KEYS_DIR / PSEUDONYM_KEY).is_file():
-        raise InputError(f"--keys-from {options.keys_from} is not a workspace with keys")
+    if keys_from is not None and not (keys_from / KEYS_DIR / PSEUDONYM_KEY).is_file():
+        raise InputError(f"--keys-from {keys_from} is not a workspace with keys")
     config = WorkspaceConfig(
         shards=options.shards,
         slices=options.slices,
@@ -236,10 +340,10 @@ def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
     created_anchor: Anchor | None = None
     try:
         keys.mkdir(mode=0o700, exist_ok=False)
-        if options.keys_from is not None:
+        if keys_from is not None:
             for name in (PSEUDONYM_KEY, SIGNING_KEY, PUBLIC_KEY):
                 target = keys / name
-                shutil.copyfile(options.keys_from / KEYS_DIR / name, target)
+                shutil.copyfile(keys_from / KEYS_DIR / name, target)
                 os.chmod(target, 0o644 if name == PUBLIC_KEY else 0o600)
         else:
             generate_key_file(keys / PSEUDONYM_KEY)
@@ -304,17 +408,24 @@ def init_workspace(root: Path | str, options: InitOptions) -> Workspace:
     return workspace
 
 
-def open_workspace(root: Path | str, passphrase: bytes | None = None) -> Workspace:
-    """The workspace at `root`; its keys are checked against their pins when first used
-    (`Workspace.check_keys()` checks them all at once)."""
+def open_workspace(root: str | os.PathLike[str], passphrase: bytes | None = None) -> Workspace:
+    """The workspace at `root` (a str or a Path); its keys are checked against their pins when first
+    used (`Workspace.check_keys()` checks them all at once). `passphrase` unlocks an encrypted
+    signing key.
+
+    Raises `WorkspaceError` (exit 3) when `root` holds no forget.toml or a malformed one.
+    """
     root = Path(root)
     return Workspace(root, read_config(root / CONFIG_NAME), passphrase)
 
 
-def locate_workspace(option: Path | None, cwd: Path | None = None) -> Path:
-    """`--workspace`, then `$FORGET_WORKSPACE`, then the current directory."""
+def locate_workspace(option: str | os.PathLike[str] | None, cwd: Path | None = None) -> Path:
+    """The workspace folder: `--workspace` (`option`), then `$FORGET_WORKSPACE`, then the current directory.
+
+    Raises `WorkspaceError` (exit 3) when the folder found holds no forget.toml, naming where it came from.
+    """
     if option is not None:
-        candidates = [(option, "--workspace")]
+        candidates = [(Path(option), "--workspace")]
     elif os.environ.get(ENV_WORKSPACE):
         candidates = [(Path(os.environ[ENV_WORKSPACE]), f"${ENV_WORKSPACE}")]
     else:

@@ -37,6 +37,12 @@ _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
 @dataclass(frozen=True)
 class Pins:
+    """What the workspace was created with: the keys' fingerprints and the identity form.
+
+    Kept in the database (and logged in the ledger's first entry); every load of a key is checked
+    against them (`Workspace.check_keys`).
+    """
+
     pseudonym_key: str
     """`Pseudonymiser.fingerprint()`: a keyed hash that names the key without revealing it."""
     signing_key: str
@@ -44,6 +50,7 @@ class Pins:
     identity: IdentityForm
 
     def rows(self) -> dict[str, str]:
+        """The pins as the database's key-value rows."""
         return {
             PIN_PSEUDONYM_KEY: self.pseudonym_key,
             PIN_SIGNING_KEY: self.signing_key,
@@ -52,6 +59,11 @@ class Pins:
 
     @classmethod
     def from_rows(cls, rows: dict[str, str]) -> Pins:
+        """The pins in the database's rows.
+
+        Raises `WorkspaceError` (exit 3) when a pin is missing or unreadable (a database created by an
+        older forget, or edited).
+        """
         try:
             return cls(
                 rows[PIN_PSEUDONYM_KEY], rows[PIN_SIGNING_KEY], IdentityForm.from_dict(json.loads(rows[PIN_IDENTITY]))
@@ -65,7 +77,10 @@ class Pins:
 
 def public_key_fingerprint(pem: bytes) -> str:
     """sha256 of an Ed25519 public key's raw bytes, from its PEM with the standard library only
-    (so that `forget status` checks the key without loading `cryptography`)."""
+    (so that `forget status` checks the key without loading `cryptography`).
+
+    Raises `ValueError` for bytes that are not an Ed25519 public key in PEM.
+    """
     lines = pem.decode("ascii", "replace").strip().splitlines()
     if len(lines) < 3 or lines[0] != "-----BEGIN PUBLIC KEY-----" or lines[-1] != "-----END PUBLIC KEY-----":
         raise ValueError("not a PEM public key")

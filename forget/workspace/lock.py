@@ -21,6 +21,8 @@ def job_lock(workspace: Workspace) -> Iterator[None]:
 
     A file lock for one host, and on PostgreSQL an advisory lock for hosts sharing the database;
     the OS or the server releases both if the holder dies.
+
+    Raises `JobLockedError` (exit 5) at once, without waiting, when another job holds either lock.
     """
     handle = (workspace.root / LOCK_FILE).open("a+")
     try:

@@ -22,10 +22,10 @@ from forget.training.predict import encode_file, shard_probabilities
 from forget.training.train import executor_for, plan_training, train
 from forget.workspace.config import TrainingSettings
 from forget.workspace.core import InitOptions, Workspace, init_workspace, open_workspace
-from sisa.executor import EXECUTORS, ExecutorOptions, LocalExecutor, OnSlice, ShardJob, register_executor
-from sisa.models import MODELS, ModelFamily, register_model
-from sisa.store import STORES, MemoryStore, register_store
+from sisa.executor import ExecutorOptions, LocalExecutor, OnSlice, ShardJob
+from sisa.models import ModelFamily
 from tests.conftest import write_tabular_csv
+from tests.sisa.extensions import Buckets, registered
 
 SHARDS, SLICES = 3, 2
 
@@ -52,23 +52,14 @@ class ElsewhereExecutor:
         return LocalExecutor().run(jobs, on_slice)
 
 
-BUCKETS: dict[str, MemoryStore] = {}
-
-
-def open_bucket(location: str) -> MemoryStore:
-    return BUCKETS.setdefault(location, MemoryStore())
+BUCKETS = Buckets()
 
 
 @pytest.fixture
 def extensions() -> Iterator[None]:
-    register_model("narrow", ModelFamily(narrow, "narrow-WIDTH", r"[1-9][0-9]*"))
-    register_executor("elsewhere", ElsewhereExecutor)
-    register_store("bucket", open_bucket)
-    yield
-    MODELS.unregister("narrow")
-    EXECUTORS.unregister("elsewhere")
-    STORES.unregister("bucket")
-    BUCKETS.clear()
+    family = ModelFamily(narrow, "narrow-WIDTH", r"[1-9][0-9]*")
+    with registered(("narrow", family), ("elsewhere", ElsewhereExecutor), ("bucket", BUCKETS)):
+        yield
     ElsewhereExecutor.built.clear()
 
 

@@ -8,6 +8,7 @@ package's entry point, without any registration call in this process.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -25,6 +26,7 @@ from sisa.executor import (
     LocalExecutor,
     OnSlice,
     ShardJob,
+    ShardTaskError,
     UnknownExecutorError,
     create_executor,
     register_executor,
@@ -41,6 +43,8 @@ from sisa.store import (
     register_store,
 )
 from sisa.trainer import ShardTask, TrainingConfig, train_shard
+from tests.sisa import extensions
+from tests.sisa.extensions import Buckets
 from tests.sisa.test_trainer import make_slices
 
 CPU = torch.device("cpu")
@@ -64,23 +68,15 @@ class RecordingExecutor:
         return LocalExecutor().run(jobs, on_slice)
 
 
-MEMORY: dict[str, MemoryStore] = {}
-
-
-def open_memory(location: str) -> MemoryStore:
-    return MEMORY.setdefault(location, MemoryStore())
+MEMORY = Buckets()
+open_memory = MEMORY.open  # also the entry point `tests.sisa.test_registry:open_memory` (see `plugin`)
 
 
 @pytest.fixture
 def registered() -> Iterator[None]:
-    register_model("bottleneck", ModelFamily(bottleneck, "bottleneck-WIDTH", r"[1-9][0-9]*"))
-    register_executor("recording", RecordingExecutor)
-    register_store("testmem", open_memory)
-    yield
-    MODELS.unregister("bottleneck")
-    EXECUTORS.unregister("recording")
-    STORES.unregister("testmem")
-    MEMORY.clear()
+    family = ModelFamily(bottleneck, "bottleneck-WIDTH", r"[1-9][0-9]*")
+    with extensions.registered(("bottleneck", family), ("recording", RecordingExecutor), ("testmem", MEMORY)):
+        yield
 
 
 def test_a_registered_model_trains_through_the_trainer(registered: None) -> None:
@@ -124,6 +120,13 @@ def test_the_built_in_executors_and_their_capabilities() -> None:
         create_executor("dask")
     with pytest.raises(UnknownExecutorError, match=r"unknown executor 'ray': use local or dask"):
         create_executor("ray")
+
+
+def test_the_dask_executor_without_dask_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any import that needs dask: a bare ImportError would reach the person as a bug (exit 70)."""
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
+    with pytest.raises(ShardTaskError, match=r"^the dask executor needs dask: pip install 'forget\[dask\]'$"):
+        DaskExecutor("tcp://127.0.0.1:1").run([], lambda _: None)
 
 
 def test_locations_open_a_folder_a_registered_scheme_or_fsspec(tmp_path: Path, registered: None) -> None:
