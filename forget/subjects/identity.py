@@ -38,6 +38,8 @@ class IdError(ValueError):
 
 
 class CaseRule(StrEnum):
+    """Whether subject ids differing only in case name one person (`[identity] case`, fixed at init)."""
+
     INSENSITIVE = "insensitive"
     """`Alice` and `alice` are one person: erring towards erasing more is the safe side."""
     SENSITIVE = "sensitive"
@@ -54,6 +56,12 @@ class EmailRule(StrEnum):
 
 @dataclass(frozen=True)
 class IdentityForm:
+    """The canonical form of subject ids (`[identity]` in forget.toml), fixed at init since it keys every record.
+
+    NFC and trimmed always; case folded unless `case` is sensitive, then e-mail parts lower-cased as
+    `email` says. Raises `ValueError` for an `email` rule with the case-insensitive form (it folds both).
+    """
+
     case: CaseRule = CaseRule.INSENSITIVE
     email: EmailRule = EmailRule.NONE
 
@@ -62,10 +70,12 @@ class IdentityForm:
             raise ValueError('identity.email applies only with case = "sensitive" (insensitive already folds both)')
 
     def to_dict(self) -> dict[str, str]:
+        """The form as the ledger and the pins record it (with the fixed NFC and trimming steps named)."""
         return {"normalization": "NFC", "whitespace": "trimmed", "case": self.case.value, "email": self.email.value}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IdentityForm:
+        """The form `to_dict` wrote; raises `ValueError` for an unknown case or e-mail rule."""
         return cls(CaseRule(data.get("case", CaseRule.INSENSITIVE.value)), EmailRule(data.get("email", "none")))
 
     def describe(self) -> str:
@@ -100,15 +110,20 @@ def canonical_text(value: str | int | float, form: IdentityForm, *, fold_case: b
     text = _from_number(value) if isinstance(value, int | float) else value
     if not isinstance(text, str):
         raise IdError(f"an id must be text or an integer, not {type(text).__name__}")
-    text = unicodedata.normalize("NFC", text).strip()
+    # ASCII (most ids) is already NFC, and its only refused characters are the C0 controls and
+    # DEL, exactly what str.isprintable() rejects: the same answer as the general path, in C.
+    ascii_ = text.isascii()
+    text = text.strip() if ascii_ else unicodedata.normalize("NFC", text).strip()
     if not text:
         raise IdError("the id is empty")
     if len(text) > MAX_ID_LENGTH:
         raise IdError(f"the id is longer than {MAX_ID_LENGTH} characters")
-    if any(unicodedata.category(ch) in _REFUSED_CATEGORIES for ch in text):
+    refused = not text.isprintable() if ascii_ else any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in text)
+    if refused:
         raise IdError("the id holds a control character, tab or line break")
     if fold_case:
-        text = _apply_case(text, form)
+        # For ASCII, casefold() is lower() and the result stays NFC.
+        text = text.lower() if ascii_ and form.case is CaseRule.INSENSITIVE else _apply_case(text, form)
     return CanonicalId(text)
 
 

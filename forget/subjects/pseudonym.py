@@ -28,6 +28,11 @@ class InvalidIdError(InputError):
 
 
 class Pseudonymiser:
+    """The keyed hashes (HMAC-SHA-256, one domain each) of subject ids, record ids, rows and free text.
+
+    Raises `WorkspaceError` (exit 3) for a key that is not 32 bytes.
+    """
+
     def __init__(self, key: bytes, form: IdentityForm | None = None) -> None:
         if len(key) != KEY_BYTES:
             raise WorkspaceError(f"pseudonymisation key must be {KEY_BYTES} bytes, found {len(key)}")
@@ -35,7 +40,7 @@ class Pseudonymiser:
         self.form = form or IdentityForm()
 
     def _hash(self, domain: bytes, raw: bytes) -> str:
-        return hmac.new(self._key, domain + b"\x00" + raw, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, domain + b"\x00" + raw, "sha256").hex()  # one C call, as hmac.new
 
     def canonical_subject(self, raw_id: str | int | float) -> CanonicalId:
         """The id in the workspace's identity form; raises `InvalidIdError` naming the problem, not the id."""
@@ -45,9 +50,18 @@ class Pseudonymiser:
             raise InvalidIdError(f"the subject id is malformed: {error}") from None
 
     def subject(self, raw_id: str | int | float) -> SubjectKey:
+        """The subject's key: the id in the workspace's identity form, hashed.
+
+        Raises `InvalidIdError` (an `InputError`, exit 2) for an id with no canonical form; the message
+        never holds the id.
+        """
         return SubjectKey(self._hash(b"subject", self.canonical_subject(raw_id).encode()))
 
     def record(self, raw_id: str | int | float) -> RecordKey:
+        """A record id's key: canonical like a subject id, but its case always kept (it names a row).
+
+        Raises `InvalidIdError` (exit 2) for an id with no canonical form.
+        """
         try:
             canonical = canonical_text(raw_id, self.form, fold_case=False)
         except IdError as error:
@@ -70,12 +84,20 @@ class Pseudonymiser:
 
 
 def generate_key_file(path: Path) -> None:
+    """Write a new random 32-byte key, as hex, to a file created with mode 0600.
+
+    Raises `FileExistsError` rather than overwrite a key (a lost key orphans every record).
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_hex(KEY_BYTES) + "\n")
 
 
 def load_key_file(path: Path, form: IdentityForm | None = None) -> Pseudonymiser:
+    """The `Pseudonymiser` of the key file at `path`, for ids in `form`.
+
+    Raises `WorkspaceError` (exit 3) when the file cannot be read or is not 32 bytes of hex.
+    """
     try:
         text = path.read_text().strip()
     except OSError as error:

@@ -33,16 +33,22 @@ def slice_manifests(
     workspace: Workspace, tx: Transaction, slices: Iterable[tuple[int, int]]
 ) -> list[tuple[str, Mapping[str, Any]]]:
     """The manifest entries of these slices as `tx` sees them (after the change it is logging)."""
-    items: list[tuple[str, Mapping[str, Any]]] = []
-    for shard, slice_ in sorted(set(slices)):
-        keys = workspace.datastore.slice_record_keys(tx, shard, slice_)
-        items.append(SliceManifest(shard, slice_, len(keys), manifest_root(keys)).entry())
-    return items
+    found = workspace.datastore.slices_record_keys(tx, sorted(set(slices)))
+    return [
+        SliceManifest(shard, slice_, len(keys), manifest_root(keys)).entry() for (shard, slice_), keys in found.items()
+    ]
 
 
 def checkpoint_entry(
     shard: int, slice_: int, digest: str, meta: Mapping[str, Any], manifests: Sequence[str]
 ) -> tuple[str, Mapping[str, Any]]:
+    """The `lineage.checkpoint` entry of a stored checkpoint: its digest, the slices' manifest roots it
+    saw, and the training environment from the trainer's `meta` (records, config digest, torch version,
+    device, threads, determinism).
+
+    Raises `KeyError` for `meta` without those fields (a trainer's bug), and
+    `ledger.evidence.EvidenceError` for a value the entry's schema refuses.
+    """
     return CheckpointRecorded(
         shard=shard,
         slice=slice_,

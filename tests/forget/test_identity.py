@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forget.subjects.identity import CaseRule, EmailRule, IdentityForm, IdError, canonical_text
+from forget.subjects.identity import MAX_ID_LENGTH, CaseRule, EmailRule, IdentityForm, IdError, canonical_text
 from forget.subjects.pseudonym import InvalidIdError, Pseudonymiser
 
 INSENSITIVE = IdentityForm()
@@ -107,3 +107,29 @@ def test_ascii_ids_match_in_any_case(text: str) -> None:
 @given(st.integers(min_value=-(2**53), max_value=2**53))
 def test_an_integral_float_is_its_integer(value: int) -> None:
     assert canonical_text(float(value), INSENSITIVE) == canonical_text(value, INSENSITIVE) == str(value)
+
+
+def _reference_canonical(value: str, form: IdentityForm) -> str:
+    """The general path alone (NFC, strip, category check, case rule), without the ASCII fast path."""
+    import unicodedata
+
+    from forget.subjects.identity import _REFUSED_CATEGORIES, _apply_case
+
+    text = unicodedata.normalize("NFC", value).strip()
+    if not text or len(text) > MAX_ID_LENGTH or any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in text):
+        raise IdError("refused")
+    return _apply_case(text, form)
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40), st.sampled_from(list(CaseRule)))
+def test_the_ascii_fast_path_agrees_with_the_general_path(value: str, case: CaseRule) -> None:
+    form = IdentityForm(case=case)
+    try:
+        expected: str | None = _reference_canonical(value, form)
+    except IdError:
+        expected = None
+    try:
+        found: str | None = canonical_text(value, form)
+    except IdError:
+        found = None
+    assert found == expected
