@@ -2,9 +2,10 @@
 
 A certificate's claims are checked against ledger entries, so the entries' payloads are a format.
 It is defined here, once: the writers (forget.erasure.job, forget.erasure.rewind, forget.training.lineage,
-forget.erasure.requests, forget.erasure.certify) build payloads with these frozen types and `to_payload()`,
-and the verifier (reports.verify) reads them back with `from_payload()`. A field added, renamed or
-retyped on one side fails on the other at once; a claim cannot drift from its entry.
+forget.erasure.requests, forget.erasure.quarantine, forget.erasure.certify) build payloads with these
+frozen types and `to_payload()`, and the verifier (reports.verify) reads them back with
+`from_payload()`. A field added, renamed or retyped on one side fails on the other at once; a
+claim cannot drift from its entry.
 
 Reading is strict, because a verifier reads what an adversary wrote: every field present, no
 unknown field, exact JSON types (a bool is not an integer, a float is not anything), integers
@@ -44,6 +45,7 @@ __all__ = [
     "RequestCertified",
     "RequestCompleted",
     "RequestExtended",
+    "RequestQuarantined",
     "RequestReceived",
     "RequestStarted",
     "SchemaRederived",
@@ -93,6 +95,7 @@ class EntryKind(StrEnum):
     CHECKPOINT = "lineage.checkpoint"
     REQUEST_RECEIVED = "request.received"
     REQUEST_EXTENDED = "request.extended"
+    REQUEST_QUARANTINED = "request.quarantined"
     REQUEST_STARTED = "request.started"
     ERASURE_PLANNED = "erasure.planned"
     ERASURE_PURGED = "erasure.checkpoints_purged"
@@ -314,6 +317,45 @@ class RequestReceived(_Entry):
         fields = check_object(payload, cls.KIND.value, ("request_id", "subject_key", "received_at", "deadline",
                                                          "identity_form", "note_digest"))  # fmt: skip
         return cls(**fields)
+
+
+@dataclass(frozen=True)
+class RequestQuarantined(_Entry):
+    """The shards holding the subject's records stopped answering predictions: logged with the receipt.
+
+    Written in the same transaction (and with the same entry time) as request.received, by every
+    way a request is filed. The shards stay out of every ensemble while the request is open, that
+    is until they are retrained without the subject. `shards` is empty when the workspace held no
+    record of the subject: nothing had to stop. Ledgers written before quarantine existed have no
+    such entry; their certificates state no quarantine.
+    """
+
+    KIND: ClassVar[EntryKind] = EntryKind.REQUEST_QUARANTINED
+    request_id: str
+    shards: tuple[int, ...]
+    """The shards that held a record of the subject, in increasing order, each once."""
+    quarantined_at: str
+    """The moment the quarantine committed (the entry's own time, to the second)."""
+
+    def __post_init__(self) -> None:
+        where = self.KIND.value
+        _check_all(self, {"request_id": check_id, "quarantined_at": check_time})
+        if type(self.shards) is not tuple:
+            raise EvidenceError(f"{where}.shards must be a list")
+        for i, shard in enumerate(self.shards):
+            check_int(shard, f"{where}.shards[{i}]")
+        if list(self.shards) != sorted(set(self.shards)):
+            raise EvidenceError(f"{where}.shards must name each shard once, in increasing order")
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "shards": list(self.shards), "quarantined_at": self.quarantined_at}
+
+    @classmethod
+    def from_payload(cls, payload: object) -> Self:
+        where = cls.KIND.value
+        fields = check_object(payload, where, ("request_id", "shards", "quarantined_at"))
+        shards = tuple(check_list(fields["shards"], f"{where}.shards"))
+        return cls(**{**fields, "shards": shards})
 
 
 @dataclass(frozen=True)
@@ -702,6 +744,7 @@ class RequestCertified(_Entry):
 
 Payload: TypeAlias = (
     RequestReceived
+    | RequestQuarantined
     | RequestExtended
     | RequestStarted
     | ErasurePlanned
@@ -716,8 +759,8 @@ Payload: TypeAlias = (
 
 PAYLOAD_TYPES: Mapping[EntryKind, type[Payload]] = {
     t.KIND: t
-    for t in (RequestReceived, RequestExtended, RequestStarted, ErasurePlanned, CheckpointsPurged, SliceManifest,
-              CheckpointRecorded, ErasureRetrained, SchemaRederived, RequestCompleted, RequestCertified)
+    for t in (RequestReceived, RequestQuarantined, RequestExtended, RequestStarted, ErasurePlanned, CheckpointsPurged,
+              SliceManifest, CheckpointRecorded, ErasureRetrained, SchemaRederived, RequestCompleted, RequestCertified)
 }  # fmt: skip
 """The kinds with a typed payload (`workspace.initialized` and `data.ingested` have none yet: no
 certificate claim rests on them)."""

@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -35,6 +35,7 @@ from ledger.evidence import (
     PlannedRewind,
     RequestCompleted,
     RequestExtended,
+    RequestQuarantined,
     RequestReceived,
     RequestStarted,
     SchemaRederived,
@@ -132,8 +133,10 @@ class LoggedEntry:
 
 # -- claims ---------------------------------------------------------------------------------------
 
+QUARANTINE_FIELDS = ("quarantined_at", "quarantined_shards", "seconds_in_use_after_request")
+"""Request claims that certificates issued before quarantine existed lack: absent reads as null."""
 REQUEST_FIELDS = ("request_id", "subject_key", "outcome", "records_erased", "received_at", "deadline",
-                   "completed_at", "deadline_met", "identity_form")  # fmt: skip
+                   "completed_at", "deadline_met", "identity_form", *QUARANTINE_FIELDS)  # fmt: skip
 SHARD_FIELDS = ("shard", "from_slice", "restored_checkpoint", "checkpoint_before", "checkpoint_after",
                  "retrained_checkpoints", "retained_manifest_roots")  # fmt: skip
 
@@ -153,14 +156,31 @@ class RequestClaims:
     identity_form: Mapping[str, str]
     """The canonical form the subject id was searched for in (NFC, trimmed, the case rule): what a
     "no data held" answer is only as true as (forget.subjects.identity)."""
+    quarantined_at: str | None = None
+    """When the shards holding the subject's records stopped answering predictions (logged with the
+    receipt); None for a request filed before quarantine existed."""
+    quarantined_shards: tuple[int, ...] | None = None
+    """Those shards (empty: the workspace held no record of the subject when the request was filed)."""
+    seconds_in_use_after_request: int | None = None
+    """How long the subject's data could still shape a prediction after the request was received
+    (`quarantine_claims` says how it is derived); None without a quarantine entry."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: dict(self.identity_form) if name == "identity_form" else getattr(self, name)
-                for name in REQUEST_FIELDS}  # fmt: skip
+        value = {name: getattr(self, name) for name in REQUEST_FIELDS}
+        shards = self.quarantined_shards
+        return {**value, "identity_form": dict(self.identity_form),
+                "quarantined_shards": list(shards) if shards is not None else None}  # fmt: skip
 
     @classmethod
     def from_dict(cls, value: object) -> RequestClaims:
-        item = _object(value, "request", REQUEST_FIELDS)
+        required = tuple(name for name in REQUEST_FIELDS if name not in QUARANTINE_FIELDS)
+        try:
+            item = check_object(value, "request", required, QUARANTINE_FIELDS)
+        except EvidenceError as error:
+            raise CertificateError(f"the statement is malformed: {error}") from None
+        quarantined_at = item.get("quarantined_at")
+        shards = item.get("quarantined_shards")
+        seconds = item.get("seconds_in_use_after_request")
         outcome = _claim(lambda v, w: check_str(v, w, limit=16), item["outcome"], "request.outcome")
         if outcome not in set(Outcome):
             raise CertificateError(f"the statement is malformed: request.outcome must be one of {', '.join(Outcome)}")
@@ -174,7 +194,16 @@ class RequestClaims:
             completed_at=_claim(check_time, item["completed_at"], "request.completed_at"),
             deadline_met=_claim(check_bool, item["deadline_met"], "request.deadline_met"),
             identity_form=_claim(check_identity_form, item["identity_form"], "request.identity_form"),
-        )
+            quarantined_at=None if quarantined_at is None else _claim(check_time, quarantined_at,
+                                                                      "request.quarantined_at"),
+            quarantined_shards=None if shards is None else tuple(
+                _claim(check_int, s, f"request.quarantined_shards[{i}]")
+                for i, s in enumerate(_list(shards, "request.quarantined_shards"))
+            ),
+            seconds_in_use_after_request=None if seconds is None else _claim(
+                check_int, seconds, "request.seconds_in_use_after_request"
+            ),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -261,6 +290,12 @@ def _one(entries: Sequence[DecodedEntry], kind: EntryKind, what: str) -> Decoded
     return found[0]
 
 
+OwnEntry: TypeAlias = (
+    RequestReceived | RequestQuarantined | RequestExtended | RequestStarted | RequestCompleted | ErasurePlanned
+)
+"""The entries that name their request: a certificate carries only its own request's."""
+
+
 def derive_claims(request_id: str, entries: Sequence[DecodedEntry]) -> Claims:
     """The claims that these entries, and only these, prove about request `request_id`.
 
@@ -273,7 +308,7 @@ def derive_claims(request_id: str, entries: Sequence[DecodedEntry]) -> Claims:
         raise CertificateError("the certificate's ledger entries are not in strictly increasing log order")
     for entry in entries:
         payload = entry.payload
-        if isinstance(payload, RequestReceived | RequestExtended | RequestStarted | RequestCompleted | ErasurePlanned):
+        if isinstance(payload, OwnEntry):
             if payload.request_id != request_id:
                 raise _fail(entry, "is another request's: a certificate carries its own request's entries only")
         elif isinstance(payload, SchemaRederived):
@@ -304,6 +339,7 @@ def derive_claims(request_id: str, entries: Sequence[DecodedEntry]) -> Claims:
         raise _fail(completed_entry, "states another deadline than the request's receipt and extensions")
     if completed.deadline_met != (_time(completed.completed_at) <= _time(deadline)):
         raise _fail(completed_entry, "says the deadline was met or missed against its own times")
+    quarantined_at, quarantined_shards, seconds_in_use = quarantine_claims(entries, received_entry, completed)
     request = RequestClaims(
         request_id=completed.request_id,
         subject_key=completed.subject_key,
@@ -314,6 +350,9 @@ def derive_claims(request_id: str, entries: Sequence[DecodedEntry]) -> Claims:
         completed_at=completed.completed_at,
         deadline_met=completed.deadline_met,
         identity_form=dict(received.identity_form),
+        quarantined_at=quarantined_at,
+        quarantined_shards=quarantined_shards,
+        seconds_in_use_after_request=seconds_in_use,
     )
     erasure_kinds = (
         EntryKind.ERASURE_PLANNED,
@@ -329,6 +368,40 @@ def derive_claims(request_id: str, entries: Sequence[DecodedEntry]) -> Claims:
             raise _fail(completed_entry, "says no data was held, yet names erased records or retrained shards")
         return Claims(request, None)
     return Claims(request, _erasure_claims(entries, started_entry, completed_entry))
+
+
+def quarantine_claims(
+    entries: Sequence[DecodedEntry], received_entry: DecodedEntry, completed: RequestCompleted
+) -> tuple[str | None, tuple[int, ...] | None, int | None]:
+    """(quarantined_at, quarantined_shards, seconds_in_use_after_request) of the request.
+
+    All None without a request.quarantined entry (a request filed before quarantine existed).
+    The entry must be the one logged with the receipt: the next entry, at the same entry time,
+    its quarantined_at that time to the second. The seconds run from the stated receipt to the
+    end of the data's use, never below 0:
+    - 0 when no shard held the subject's records (nothing quarantined, and no data erased);
+    - up to quarantined_at when every shard the erasure retrained had been quarantined;
+    - up to completed_at otherwise (a record ingested after the request was filed kept its
+      shard answering until the retrained model replaced it): the bound the log supports.
+    """
+    found = [e for e in entries if e.kind is EntryKind.REQUEST_QUARANTINED]
+    if not found:
+        return None, None, None
+    if len(found) > 1:
+        raise _fail(found[1], "repeats the entry that quarantined the request's shards")
+    entry = found[0]
+    quarantine = entry.payload
+    assert isinstance(quarantine, RequestQuarantined)
+    if entry.index != received_entry.index + 1 or entry.time != received_entry.time:
+        raise _fail(entry, "was not logged with the request's receipt (the next entry, at the same time)")
+    if quarantine.quarantined_at != entry.time[:19] + "Z":
+        raise _fail(entry, "states another quarantine time than its own entry time")
+    if completed.outcome is Outcome.NO_DATA and not quarantine.shards:
+        return quarantine.quarantined_at, quarantine.shards, 0
+    covered = set(completed.checkpoints_after) <= set(quarantine.shards)
+    end = quarantine.quarantined_at if covered else completed.completed_at
+    seconds = int((_time(end) - _time(completed.received_at)).total_seconds())
+    return quarantine.quarantined_at, quarantine.shards, max(0, seconds)
 
 
 def _erasure_claims(

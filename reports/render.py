@@ -44,6 +44,7 @@ _environment = Environment(
 TICKET_OFFLINE = "ticket reference not available offline (the certificate holds only its keyed digest)"
 TICKET_NONE = "none: no ticket reference was filed with the request"
 ORGANISATION_OFFLINE = "not stated: rendered outside the operator's workspace"
+ORGANISATION_UNSET = "not stated: the operator's forget.toml names none ([workspace] organisation)"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class CertificateView:
     identity: str
     """The sentence for the identity form the subject id was searched in (forget.subjects.identity)."""
     organisation: str | None = None
+    organisation_missing: str = ORGANISATION_OFFLINE
+    """Why no organisation is shown, when none is."""
     ticket: str | None = None
     """The DSAR ticket reference, when the workspace's request row holds one matching the certified digest."""
     ticket_status: str = TICKET_OFFLINE
@@ -104,8 +107,13 @@ def view_of(
     organisation: str | None = None,
     ticket: str | None = None,
     ticket_status: str = TICKET_OFFLINE,
+    organisation_missing: str = ORGANISATION_OFFLINE,
 ) -> CertificateView:
-    """The view of a certificate that verified against `key` (and `witness_keys`, when given)."""
+    """The view of a certificate that verified against `key` (and `witness_keys`, when given).
+
+    `organisation_missing` says why no organisation is shown: rendered away from the operator's
+    workspace (the default), or in it with none configured (`ORGANISATION_UNSET`).
+    """
     try:
         cosigned, others = _signers(verified.predicate["log"]["checkpoint"], key, witness_keys)
     except LedgerError as error:
@@ -119,6 +127,7 @@ def view_of(
         root_hash=verified.checkpoint.root_hash.hex(),
         identity=identity,
         organisation=organisation,
+        organisation_missing=organisation_missing,
         ticket=ticket,
         ticket_status=ticket_status,
         cosigned=cosigned,
@@ -151,6 +160,40 @@ def _margin(request: Mapping[str, Any]) -> str:
     if request["deadline_met"]:
         return f"met, {_span(left)} before the deadline"
     return f"MISSED by {_span(-left)}"
+
+
+def _seconds(seconds: int) -> str:
+    text = f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{text} ({_span(seconds)})" if seconds >= 3600 else text
+
+
+def _quarantine(request: Mapping[str, Any]) -> str:
+    """The sentence on how long the data were still in use after the request (docs/certificate.md)."""
+    seconds = request.get("seconds_in_use_after_request")
+    if seconds is None:
+        return (
+            "not stated: the request was filed before forget logged quarantines, so the log does not say"
+            " when the models stopped using the data subject's records"
+        )
+    shards = request["quarantined_shards"]
+    if not shards:
+        if request["outcome"] != "erased":
+            return "none: no shard held a record of the data subject when the request was filed"
+        return (
+            f"at most {_seconds(seconds)} after the request was received: no shard held a record of the data"
+            " subject when the request was filed, and one that received a record later answered until retrained"
+        )
+    named = f"shard{'s' if len(shards) != 1 else ''} {', '.join(str(s) for s in shards)}"
+    when = _readable(request["quarantined_at"])
+    if seconds == 0:
+        return (
+            f"none: {named} stopped answering predictions as the request was received ({when}) and stayed out"
+            " until retrained without the data subject's records"
+        )
+    return (
+        f"at most {_seconds(seconds)} after the request was received: {named} stopped answering predictions"
+        f" on {when} and stayed out until retrained without the data subject's records"
+    )
 
 
 def _entries(statement: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -219,13 +262,14 @@ def render_html(view: CertificateView, supplement: str | None = None) -> str:
             log=predicate["log"],
             erased=_erased(predicate["erasure"]),
             margin=_margin(request),
+            quarantine=_quarantine(request),
             received=_readable(request["received_at"]),
             completed=_readable(request["completed_at"]),
             deadline=_readable(request["deadline"]),
             issued=_readable(predicate["issued_at"]),
             entries=entries,
             extended=sum(e["fields"]["months"] for e in entries if e["kind"] == "request.extended"),
-            organisation_missing=ORGANISATION_OFFLINE,
+            organisation_missing=view.organisation_missing,
             raw_statement=_raw_statement(view.statement),
             supplement=supplement,
         )

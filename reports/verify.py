@@ -177,6 +177,7 @@ class VerifiedCertificate:
             "outcome": request["outcome"],
             "records_erased": request["records_erased"],
             "deadline_met": request["deadline_met"],
+            "seconds_in_use_after_request": request.get("seconds_in_use_after_request"),
             "origin": self.checkpoint.origin,
             "tree_size": self.checkpoint.size,
             "root_hash": self.checkpoint.root_hash.hex(),

@@ -180,6 +180,11 @@ class FakeStore:
         self._reading(tx)
         return sorted(k for k, r in self.records.items() if (r.shard, r.slice) == (shard, slice_))
 
+    def slices_record_keys(
+        self, tx: Transaction, slices: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], list[str]]:
+        return {place: self.slice_record_keys(tx, *place) for place in slices}
+
     def erased_subjects(self, subject_keys: Sequence[str]) -> set[str]:
         erased = {r.subject_key for r in self.requests.values() if r.outcome == "erased"}
         return erased & set(subject_keys)
@@ -247,6 +252,14 @@ class FakeStore:
     def all_requests(self, tx: Transaction) -> list[RequestRow]:
         self._reading(tx)
         return [self.requests[key] for key in sorted(self.requests)]
+
+    def quarantined_shards(self, kind: str, states: Sequence[str], tx: Transaction | None = None) -> set[int]:
+        self._reading(tx)
+        open_ = {row.request_id: row.subject_key for row in self.requests.values() if row.state in states}
+        named = {int(s) for e in self._decoded() if e.kind == kind and e.payload.get("request_id") in open_
+                 for s in e.payload["shards"]}  # fmt: skip
+        subjects = set(open_.values())
+        return named | {r.shard for r in self.records.values() if r.subject_key in subjects}
 
     # -- the ledger's entries ----------------------------------------------------------------
 

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 from forget.subjects.identity import IdentityForm
 from ledger.evidence import EvidenceError, RequestReceived, decode_entry
 from reports.errors import CertificateFormatError
-from reports.render import TICKET_NONE, TICKET_OFFLINE, CertificateView, view_of
+from reports.render import (
+    ORGANISATION_OFFLINE,
+    ORGANISATION_UNSET,
+    TICKET_NONE,
+    TICKET_OFFLINE,
+    CertificateView,
+    view_of,
+)
 from reports.verify import DEFAULT_MAX_BYTES, VerifiedCertificate, VerifierKey, verify_certificate
 
 if TYPE_CHECKING:
@@ -45,7 +52,10 @@ def identity_sentence(form: Mapping[str, str]) -> str:
 
 
 def received_entry(verified: VerifiedCertificate) -> RequestReceived:
-    """The certificate's `request.received` entry (verification required exactly one)."""
+    """The certificate's `request.received` entry (verification required exactly one).
+
+    Raises `CertificateFormatError` (exit 2) when it is missing or malformed.
+    """
     for item in verified.predicate["log"]["entries"]:
         if item["kind"] == "request.received":
             try:
@@ -97,6 +107,7 @@ def certificate_view(
     )
     received = received_entry(verified)
     organisation, ticket, status = _operator(workspace, verified, received)
+    own = workspace is not None and workspace.config.origin == verified.checkpoint.origin
     return view_of(
         verified,
         key,
@@ -105,4 +116,5 @@ def certificate_view(
         organisation=organisation,
         ticket=ticket,
         ticket_status=status,
+        organisation_missing=ORGANISATION_UNSET if own else ORGANISATION_OFFLINE,
     )

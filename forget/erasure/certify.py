@@ -32,13 +32,14 @@ CERTIFIED = EntryKind.REQUEST_CERTIFIED.value
 
 
 def certificate_path(workspace: Workspace, request_id: str) -> Path:
+    """Where a request's certificate is written in the workspace; raises nothing (it may not exist)."""
     return workspace.root / CERTIFICATES_DIR / f"{request_id}.json"
 
 
 def _gather(workspace: Workspace, request_id: str, tx: Transaction) -> list[tuple[StoredEntry, Entry]]:
     """The entries a request's certificate rests on, in log order: its own, and its run's shared ones.
 
-    Its receipt, extensions, start and completion; for an erasure, its own plan, its run's purge,
+    Its receipt, quarantine, extensions, start and completion; for an erasure, its own plan, its run's purge,
     and the new manifests and checkpoints of its shards logged between its plan and its completion.
     Never another request's entry: a certificate is handed to one person.
 
@@ -63,7 +64,8 @@ def _gather(workspace: Workspace, request_id: str, tx: Transaction) -> list[tupl
     end = completed[0]
     run_id = end.payload["run_id"]
     started = [e for e in mine(EntryKind.REQUEST_STARTED, first) if e.payload.get("run_id") == run_id]
-    entries = [*received, *mine(EntryKind.REQUEST_EXTENDED, first), *started, end]
+    quarantined = mine(EntryKind.REQUEST_QUARANTINED, first)
+    entries = [*received, *quarantined, *mine(EntryKind.REQUEST_EXTENDED, first), *started, end]
     planned = [e for e in mine(EntryKind.ERASURE_PLANNED, first) if e.payload.get("run_id") == run_id]
     if planned and end.payload["outcome"] == Outcome.ERASED.value:
         begin = planned[0].index
@@ -90,6 +92,9 @@ def build_certificate(workspace: Workspace, request_id: str) -> bytes:
     The claims are derived from the gathered entries by the verifier's own rules
     (`reports.certificate.derive_claims`), and the signed result is verified with the workspace's
     verifier key before it is returned: a certificate that would not verify is never issued.
+    Raises `InputError` for a request that is not completed, `LedgerError` when no signed head
+    covers its entries or an entry breaks the evidence schema, `CertificateError` when the result
+    would not verify, and `UnknownRequestError` for an unknown id.
     """
     request = get_request(workspace, request_id)
     if request.state is not RequestState.COMPLETED:
@@ -128,7 +133,11 @@ def build_certificate(workspace: Workspace, request_id: str) -> bytes:
 
 
 def issue_certificates(workspace: Workspace, request_ids: Iterable[str]) -> list[Path]:
-    """Write each request's certificate into the workspace and log its digest (request.certified)."""
+    """Write each request's certificate into the workspace and log its digest (request.certified).
+
+    Raises what `build_certificate` raises, for the first request whose certificate cannot be
+    built; those before it are written and logged.
+    """
     paths = []
     store_ = workspace.datastore
     for request_id in request_ids:
@@ -146,5 +155,6 @@ def issue_certificates(workspace: Workspace, request_ids: Iterable[str]) -> list
 
 
 def uncertified(workspace: Workspace) -> list[str]:
+    """The completed requests without a certificate yet; raises nothing of its own."""
     rows = workspace.datastore.find_requests(states=[RequestState.COMPLETED])
     return [row.request_id for row in rows if row.certificate_sha256 is None]

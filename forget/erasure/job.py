@@ -64,6 +64,7 @@ COMPLETED = EntryKind.REQUEST_COMPLETED.value
 
 
 def parse_duration(text: str) -> timedelta:
+    """`30m`, `12h`, `7d`, `2w` as a timedelta; raises `InputError` for anything else."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text)
     if not match:
         raise InputError(f"{text!r} is not a duration like 30m, 12h, 7d or 2w")
@@ -116,6 +117,7 @@ class RunPlan:
     shards: tuple[int, ...]
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
+        """The plan as `forget run --dry-run --json` prints it; raises nothing."""
         return {
             "resumed": [r.request_id for r in self.resumed],
             "due": [r.to_dict(now) for r in self.due],
@@ -142,6 +144,7 @@ class RunSummary:
     """The schema re-derived from the retained records differed (schema.rederived): every shard retrained."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as `forget run --json` prints it; raises nothing."""
         return {
             "run_id": self.run_id,
             "runs": list(self.runs),
@@ -176,7 +179,10 @@ def plan_run(
     limit: int | None = None,
     now: datetime | None = None,
 ) -> RunPlan:
-    """What `forget run` would do now, without writing anything (`--dry-run`)."""
+    """What `forget run` would do now, without writing anything (`--dry-run`).
+
+    Raises `InputError` for a `limit` below 1, `ErasureError` for a record that vanished meanwhile.
+    """
     moment = now or datetime.now(UTC)
     resumed, due = _select(workspace, due_within, limit, moment)
     index = workspace.datastore.records_of_subjects([r.subject_key for r in [*resumed, *due]])
@@ -198,6 +204,10 @@ def run_job(
     """Carry out the due requests (and finish a killed job's) under the job lock: steps 1 to 6.
 
     With nothing due, it still certifies what a killed job completed but never certified.
+    Raises `JobLockedError` (exit 5, nothing changed) when another job holds the workspace,
+    `RequestMismatchError` / `CheckpointLineageError` (exit 1) when the tables disagree with the
+    ledger, `InputError` for a `limit` below 1, and the training's and signing's errors (a missing
+    device, a full disk) with the job left resumable.
     """
     reconcile_workspace(workspace)  # tables edited outside forget stop the job before it selects anything
     started_clock = time.perf_counter()
@@ -312,7 +322,10 @@ def _carry_out(
 
 
 def start_requests(workspace: Workspace, run_id: str, requests: list[ErasureRequest]) -> None:
-    """Step 1: the requests become `running` in run `run_id`, with their request.started entries."""
+    """Step 1: the requests become `running` in run `run_id`, with their request.started entries.
+
+    Raises `EvidenceError` for a malformed id; a database error rolls the step back and propagates.
+    """
     store = workspace.datastore
     with store.transaction() as connection:
         for request in requests:
@@ -324,7 +337,8 @@ def erase_records(workspace: Workspace, run_id: str, batch: list[ErasureRequest]
     """Step 2: delete the run's records and drop the checkpoints that saw them, with their plans.
 
     False when none of the requests' subjects holds a record any more: nothing to erase (a
-    subject with no data, or a resumed run whose step 2 had committed).
+    subject with no data, or a resumed run whose step 2 had committed). Raises what
+    `plan_erasure` and `delete_and_rewind` raise.
     """
     store = workspace.datastore
     index = store.records_of_subjects([r.subject_key for r in batch])
@@ -345,7 +359,10 @@ def erase_records(workspace: Workspace, run_id: str, batch: list[ErasureRequest]
 
 def purge_checkpoints(workspace: Workspace, run_id: str) -> list[str]:
     """Step 3: delete every checkpoint file the lineage no longer points at, then log which of the
-    run's dropped checkpoints are gone (once per run). Returns the deleted digests."""
+    run's dropped checkpoints are gone (once per run). Returns the deleted digests.
+
+    Raises the checkpoint store's errors (`SisaError`, `OSError`) when a file cannot be deleted.
+    """
     purged = collect_garbage(workspace)
     stale = _stale_of_run(workspace, run_id)
     if stale is not None:
@@ -392,6 +409,8 @@ def retrain_shards(
     """Step 4: re-derive the schema, then retrain every shard short of its last slice.
 
     Invariant 9 comes first: a changed schema drops every checkpoint, so one retraining covers it.
+    Raises the trainer's errors (`SisaError`: no device, a diverged slice) with the shards left
+    to resume from their last checkpoint.
     """
     schema_check = rederive_after_erasure(workspace, run_id)
     plans = plan_training(workspace)
@@ -413,7 +432,11 @@ class Completion:
 
 def complete_requests(workspace: Workspace, run_id: str, batch: list[ErasureRequest], finished: datetime) -> Completion:
     """Step 5: the run's requests complete at `finished`, each with its request.completed entry,
-    which names its shards' checkpoints after retraining."""
+    which names its shards' checkpoints after retraining.
+
+    Raises `KeyError` if a shard has no last checkpoint (a bug: step 4 trained it); a database
+    error rolls the step back and propagates.
+    """
     store = workspace.datastore
     last = workspace.config.slices - 1
     after = store.checkpoint_map()
@@ -460,6 +483,7 @@ def certify_requests(workspace: Workspace) -> list[Path]:
 
     First PostgreSQL vacuums the erased rows away and a tree head is signed over the completions,
     so that the certificates rest on a signed head. Returns the certificates' paths.
+    Raises what `issue_certificates` and signing raise (`LedgerError`, `VerificationError`).
     """
     unsigned = uncertified(workspace)
     if unsigned:

@@ -48,11 +48,15 @@ class LoggedRequest:
     """Column name -> the value the table must hold."""
 
     def expected_state(self) -> str:
+        """The state the row must hold: pending until an entry says otherwise; raises nothing."""
         return str(self.values.get("state", RequestState.PENDING.value))
 
 
 def fold_request_entries(rows: Iterable[Sequence[Any]]) -> dict[str, LoggedRequest]:
-    """Each request id's expected row, from `DataStore.request_entries` rows in log order."""
+    """Each request id's expected row, from `DataStore.request_entries` rows in log order.
+
+    Raises `RequestMismatchError` for an entry that names no request or holds no count where one belongs.
+    """
     logged: dict[str, LoggedRequest] = {}
     for index, kind, request_id, subject_key, received_at, deadline, months, outcome, records, completed_at in rows:
         if not isinstance(request_id, str):
@@ -144,7 +148,10 @@ def reconcile_requests(workspace: Workspace, tx: Transaction | None = None) -> i
 
 def reconcile_workspace(workspace: Workspace) -> None:
     """Requests and checkpoints both agree with the ledger, read in one snapshot: `forget run` calls
-    this before it selects anything, so a tampered table stops it before it erases or retrains."""
+    this before it selects anything, so a tampered table stops it before it erases or retrains.
+
+    Raises `RequestMismatchError` or `CheckpointLineageError` (exit 1) naming the first disagreement.
+    """
     with workspace.datastore.snapshot() as tx:
         reconcile_requests(workspace, tx)
         verify_checkpoint_table(workspace, tx)

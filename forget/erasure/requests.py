@@ -1,7 +1,8 @@
 """Erasure requests: filing (idempotent), the Art. 12(3) deadline and its extension, status.
 
 A request names a raw subject id; it is hashed with the workspace key on arrival and only the
-keyed hash is stored or logged. Every transition is a ledger entry in the same transaction.
+keyed hash is stored or logged. Every transition is a ledger entry in the same transaction; filing
+also quarantines the subject's shards (forget.erasure.quarantine) in that transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from forget.erasure.quarantine import quarantine_entry, shards_of_subject
 from forget.errors import InputError
 from forget.store.interface import OpenRequestExistsError, RequestRow
 from forget.workspace.core import Workspace
@@ -48,11 +50,12 @@ class UnknownRequestError(InputError):
 
 
 def format_time(moment: datetime) -> str:
+    """`moment` in UTC as `YYYY-MM-DDTHH:MM:SSZ` (the ledger's spelling); raises nothing."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:
-    """ISO 8601; a time without a zone is taken as UTC."""
+    """ISO 8601; a time without a zone is taken as UTC. Raises `InputError` for anything else."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -61,7 +64,10 @@ def parse_time(text: str) -> datetime:
 
 
 def add_months(moment: datetime, months: int) -> datetime:
-    """The same day `months` later, or the month's last day when it has no such day (Jan 31 + 1 = Feb 28)."""
+    """The same day `months` later, or the month's last day when it has no such day (Jan 31 + 1 = Feb 28).
+
+    Raises `ValueError` beyond year 9999.
+    """
     month_index = moment.month - 1 + months
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
@@ -85,6 +91,7 @@ class ErasureRequest:
 
     @classmethod
     def from_row(cls, row: RequestRow) -> ErasureRequest:
+        """The request a row holds; raises `InputError` or `ValueError` for a row forget did not write."""
         return cls(
             request_id=row.request_id,
             subject_key=row.subject_key,
@@ -100,13 +107,16 @@ class ErasureRequest:
         )
 
     def overdue(self, now: datetime) -> bool:
+        """Completed after its deadline, or still open past it; raises nothing."""
         end = self.completed_at if self.completed_at is not None else now
         return end > self.deadline
 
     def days_left(self, now: datetime) -> float:
+        """Days until the deadline (negative once past); raises nothing."""
         return (self.deadline - now) / timedelta(days=1)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
+        """The request as `forget status --json` and the HTTP API show it; raises nothing."""
         return {
             "request_id": self.request_id,
             "subject_key": self.subject_key,
@@ -154,6 +164,8 @@ def file_request(
 
     The id goes through the workspace's identity form (forget.subjects.identity) and is hashed; `note` (a
     DSAR ticket reference) stays in the request's row, and the ledger logs only its keyed digest.
+    A new request's request.received and request.quarantined entries commit with its row and share
+    one entry time: from that commit on, the shards holding the subject's records answer no prediction.
     Raises `InputError` for a malformed id, a receipt time in the future, or an unusable note.
     """
     pseudonymiser = workspace.pseudonymiser
@@ -171,6 +183,7 @@ def file_request(
         return ErasureRequest.from_row(open_[0]), False
     received = received_at or now
     deadline = add_months(received, DEADLINE_MONTHS)
+    shards = shards_of_subject(workspace, subject_key)
     row = RequestRow(
         request_id=f"req_{secrets.token_hex(8)}",
         subject_key=subject_key,
@@ -188,6 +201,9 @@ def file_request(
     try:
         with store.transaction() as tx:
             store.add_request(tx, row)
+            # One entry time for both, the moment of filing: the certificate checks that the
+            # quarantine came with the receipt.
+            quarantine = quarantine_entry(row.request_id, shards, format_time(now))
             workspace.ledger.append(
                 tx,
                 [
@@ -201,8 +217,10 @@ def file_request(
                             "identity_form": pseudonymiser.form.to_dict(),
                             "note_digest": pseudonymiser.text_digest(note) if note is not None else None,
                         },
-                    )
+                    ),
+                    quarantine.entry(),
                 ],
+                time=now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             )
     except OpenRequestExistsError:
         # Another caller filed for the subject between the check above and this insert.
@@ -215,6 +233,7 @@ def file_request(
 
 
 def get_request(workspace: Workspace, request_id: str) -> ErasureRequest:
+    """The request with this id; raises `UnknownRequestError` (exit 2, HTTP 404) when there is none."""
     row = workspace.datastore.get_request(request_id.strip())
     if row is None:
         # Echo the id only when it has a request id's shape: a subject id typed here by mistake
@@ -225,7 +244,11 @@ def get_request(workspace: Workspace, request_id: str) -> ErasureRequest:
 
 
 def extend_request(workspace: Workspace, request_id: str, months: int, reason: str) -> ErasureRequest:
-    """Art. 12(3) extension by one or two months in all; the reason goes to the ledger (no personal data)."""
+    """Art. 12(3) extension by one or two months in all; the reason goes to the ledger (no personal data).
+
+    Raises `InputError` for other months, a missing reason, a completed request, a request received
+    more than a month ago, or more than two months in all; `UnknownRequestError` for an unknown id.
+    """
     if months not in (1, 2):
         raise InputError("--months must be 1 or 2")
     cleaned = _free_text(reason, "--reason")
@@ -269,6 +292,8 @@ def extend_request(workspace: Workspace, request_id: str, months: int, reason: s
 def list_requests(
     workspace: Workspace, request_id: str | None = None, subject_id: str | None = None
 ) -> list[ErasureRequest]:
+    """All requests, one by id, or a subject's (by deadline); raises `UnknownRequestError` for an
+    unknown id and `InputError` for a malformed subject id."""
     if request_id is not None:
         return [get_request(workspace, request_id)]
     subject_key = workspace.pseudonymiser.subject(subject_id) if subject_id is not None else None

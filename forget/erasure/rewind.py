@@ -41,6 +41,11 @@ class RequestPart:
 
 
 def plan_erasure(workspace: Workspace, record_keys: Sequence[str]) -> ErasurePlan:
+    """Where the records sit and how far each of their shards rewinds, without writing anything.
+
+    Raises `ErasureError` (exit 3) for a record the workspace does not hold (named by a prefix of
+    its keyed id, never a raw one).
+    """
     keys = tuple(sorted(set(record_keys)))
     placements = workspace.datastore.placements_of(keys)
     unknown = [key for key in keys if key not in placements]
@@ -53,7 +58,10 @@ def plan_erasure(workspace: Workspace, record_keys: Sequence[str]) -> ErasurePla
 
 
 def subject_records(workspace: Workspace, subject_ids: Sequence[str]) -> list[str]:
-    """The record keys of raw subject ids (hashed on arrival; an unknown subject holds none)."""
+    """The record keys of raw subject ids (hashed on arrival; an unknown subject holds none).
+
+    Raises `InputError` for an id that is not in the workspace's identity form (control characters).
+    """
     keys = [workspace.pseudonymiser.subject(s) for s in subject_ids]
     return [record for records in workspace.datastore.records_of_subjects(keys).values() for record in records]
 
@@ -67,7 +75,7 @@ def delete_and_rewind(workspace: Workspace, plan: ErasurePlan, run_id: str, part
     its certificate discloses nothing of the other requests in the batch. A shard whose training
     had stopped below its rewind slice (a killed `forget train`) is rewound to where it stopped:
     the entry states where retraining really resumes. Returns the dropped checkpoint digests, for
-    purging once the transaction has committed.
+    purging once the transaction has committed. A database error rolls everything back and propagates.
     """
     store = workspace.datastore
     slices = workspace.config.slices
@@ -109,6 +117,7 @@ def purged_entry(workspace: Workspace, run_id: str, stale: Sequence[str]) -> Che
     Written after the files are deleted, so it is true when it is logged; a resumed job computes
     it again from the logged plans, whatever a crash left behind. A stale checkpoint that is
     still there is left out, and the certificate of every request it concerns will not verify.
+    Raises `EvidenceError` for a malformed run id or digest (a bug: they come from logged entries).
     """
     store = checkpoint_store(workspace)
     return CheckpointsPurged(run_id, tuple(sorted(digest for digest in set(stale) if digest not in store)))

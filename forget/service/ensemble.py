@@ -1,11 +1,14 @@
-"""The models a server keeps in memory, and the rule that keeps them exact.
+"""The models a server keeps in memory, and the rules that keep them exact.
 
-A shard's model answers only while the ledger still names it as that shard's last checkpoint.
-Before every prediction the server compares the log's size with the one it loaded at (one
-indexed query); when the log grew, it re-reads the shards' checkpoints and drops any model the
-lineage no longer names, so a model that saw erased records stops answering the moment the
-erasure commits, whichever process ran it. A shard that is being retrained has no last
-checkpoint: the ensemble answers from the other shards until it is back.
+A shard's model answers only while the ledger still names it as that shard's last checkpoint,
+and while no open erasure request quarantines it (forget.erasure.quarantine). Before every
+prediction the server compares the log's size with the one it loaded at (one indexed query);
+when the log grew, it re-reads the quarantined shards and the shards' checkpoints, drops every
+model that is quarantined or that the lineage no longer names, and loads only the shards whose
+checkpoint changed. So a model that saw a subject's records stops answering the moment the
+subject's request commits, and a retrained one answers from the moment its request completes,
+whichever process filed or ran it. Meanwhile the ensemble answers from the other shards; with
+every shard quarantined it answers nothing (`AllShardsQuarantinedError`, 503).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from forget.data.ingest import encode
+from forget.erasure.quarantine import AllShardsQuarantinedError, quarantined_shards
 from forget.errors import InputError, NotTrainedError
 from forget.store.checkpoints import checkpoint_store
 from forget.training.train import training_config
@@ -30,6 +34,7 @@ class _Loaded:
     log_size: int
     digests: dict[int, str]
     models: dict[int, Any]
+    quarantined: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -37,11 +42,18 @@ class EnsembleAnswer:
     labels: list[str]
     """The predicted class of each row."""
     shards: list[int]
-    """The shards that answered (all, unless some are being retrained)."""
+    """The shards that answered: all but the quarantined ones and any without a last checkpoint."""
 
 
 class ServedEnsemble:
+    """The shards' models, loaded once and swapped shard by shard as the ledger changes (see above).
+
+    Thread-safe: one thread reloads at a time while the others wait for it, so no call is
+    answered by a model the ledger has just quarantined, and none is dropped.
+    """
+
     def __init__(self, workspace: Workspace, device: str = "cpu") -> None:
+        """Loads nothing yet (the first `refresh` does); raises `SisaError` for a device that is not there."""
         from sisa.device import resolve_device
 
         self.workspace = workspace
@@ -55,8 +67,17 @@ class ServedEnsemble:
         with self.workspace.datastore.snapshot() as connection:
             return ledger_store.size(connection)
 
+    @property
+    def quarantined(self) -> frozenset[int]:
+        """The shards the last refresh left out as quarantined; raises nothing."""
+        return self._loaded.quarantined
+
     def refresh(self) -> _Loaded:
-        """The models the ledger names now (reloading only the shards whose checkpoint changed)."""
+        """The models that may answer now (reloading only the shards whose checkpoint changed).
+
+        Raises `NotTrainedError` before data is in, `CheckpointLineageError` for a checkpoint the
+        ledger does not back, and `UnreadableEntryError` for a ledger entry that is not JSON.
+        """
         from sisa.trainer import load_model
 
         size = self._log_size()
@@ -72,8 +93,10 @@ class ServedEnsemble:
             if schema is None:
                 raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
             last = ws.config.slices - 1
+            quarantined = quarantined_shards(ws)
+            # Every shard's row is checked against the ledger, the quarantined ones too.
             named = current_checkpoints(ws, [(s, last) for s in range(ws.config.shards)])
-            digests = {shard: digest for (shard, _), digest in named.items()}
+            digests = {shard: digest for (shard, _), digest in named.items() if shard not in quarantined}
             models = {s: m for s, m in current.models.items() if current.digests.get(s) == digests.get(s)}
             store = checkpoint_store(ws)
             config = training_config(ws)
@@ -83,14 +106,24 @@ class ServedEnsemble:
                     model = load_model(data, config, shard, schema.shape, len(schema.labels))
                     model.eval()
                     models[shard] = model.to(self.device)
-            self._loaded = _Loaded(size, digests, models)
+            self._loaded = _Loaded(size, digests, models, quarantined)
             return self._loaded
 
     def predict(self, rows: list[dict[str, Any]]) -> EnsembleAnswer:
+        """The aggregated class of each row, from the shards that may answer now.
+
+        Raises `InputError` for rows the schema cannot encode, `AllShardsQuarantinedError` when
+        every shard is quarantined, `NotTrainedError` when no shard that may answer is trained.
+        """
         from sisa.aggregation import Aggregation, aggregate, predict_proba
 
         loaded = self.refresh()
         if not loaded.models:
+            if len(loaded.quarantined) >= self.workspace.config.shards:
+                raise AllShardsQuarantinedError(
+                    "every shard is quarantined by an open erasure request: no model may answer until they are"
+                    " retrained"
+                )
             raise NotTrainedError("no shard is trained to its last slice yet")
         schema = self.workspace.config.schema
         assert schema is not None

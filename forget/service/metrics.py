@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from forget.erasure.quarantine import quarantined_shards
 from forget.erasure.requests import ErasureRequest, RequestState
 from forget.workspace.core import Workspace
 
@@ -48,13 +49,21 @@ class _WorkspaceCollector(Collector):
         final = ws.config.slices - 1
         retraining = sum((shard, final) not in trained for shard in range(ws.config.shards))
         yield GaugeMetricFamily("forget_shards_retraining", "Shards without a model for their last slice.", retraining)
+        yield GaugeMetricFamily(
+            "forget_shards_quarantined",
+            "Shards left out of every prediction until open erasure requests retrain them.",
+            len(quarantined_shards(ws)),
+        )
         with ws.datastore.snapshot() as connection:
             size = ledger_store.size(connection)
         yield GaugeMetricFamily("forget_ledger_entries", "Entries in the ledger.", size)
 
 
 class ServiceMetrics:
+    """The service's registry: the workspace's gauges (read at scrape time), calls, and in-process runs."""
+
     def __init__(self, workspace: Workspace) -> None:
+        """Registers the collectors in a registry of its own; raises nothing."""
         self.registry = CollectorRegistry()
         self.registry.register(_WorkspaceCollector(workspace))
         self.calls = Histogram(
@@ -69,9 +78,17 @@ class ServiceMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
             registry=self.registry,
         )
+        self.runs = Counter(
+            "forget_inprocess_runs",
+            "In-process erasure rounds by result: completed, idle, locked (a cron job held the workspace), failed.",
+            ["result"],
+            registry=self.registry,
+        )
 
     def observe_call(self, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP call by its route template and status; raises nothing."""
         self.calls.labels(route, str(status)).observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text and its content type; a database failure while collecting propagates."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -17,6 +17,10 @@ def checkpoint_location(workspace: Workspace) -> str:
 
 
 def checkpoint_store(workspace: Workspace) -> BlobStore:
+    """The workspace's content-addressed checkpoint store (`sisa.store.BlobStore`): a folder or an fsspec URL.
+
+    Raises `sisa.errors.SisaError` for a URL whose scheme no installed store handles.
+    """
     return open_store(checkpoint_location(workspace))
 
 

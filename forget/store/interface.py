@@ -64,6 +64,11 @@ class RequestRow:
 
 @dataclass(frozen=True)
 class StoredRecord:
+    """One record as stored: its keyed ids, its placement, its class index and its float32 features' bytes.
+
+    No raw id or value: `record_key` and `subject_key` are keyed hashes (forget.subjects.pseudonym).
+    """
+
     record_key: str
     subject_key: str
     shard: int
@@ -91,7 +96,12 @@ LineageRow: TypeAlias = tuple[int, str, Any, Any, Any]
 
 
 class Store(Protocol):
-    """What the application needs of its database (see the module's docstring)."""
+    """What the application needs of its database (see the module's docstring).
+
+    A method raises its own errors only where it says so; a failing database raises the backend's
+    error (SQLAlchemy's, in `DataStore`), which `forget.errors.translated()` makes a `StorageError`
+    (exit 3) when the disk is full or read-only.
+    """
 
     # -- units of work ----------------------------------------------------------------------
 
@@ -110,9 +120,13 @@ class Store(Protocol):
 
     # -- schema -----------------------------------------------------------------------------
 
-    def create_schema(self) -> None: ...
+    def create_schema(self) -> None:
+        """Create the schema at the newest revision (`forget init`)."""
+        ...
 
-    def check_schema(self) -> None: ...
+    def check_schema(self) -> None:
+        """Raise `WorkspaceError` (exit 3) unless the schema is at this forget's revision."""
+        ...
 
     def schema_revision(self) -> str | None:
         """The schema revision the database holds; None for a database forget never initialised."""
@@ -124,59 +138,111 @@ class Store(Protocol):
 
     # -- records ----------------------------------------------------------------------------
 
-    def existing_keys(self, keys: Sequence[str]) -> set[str]: ...
+    def existing_keys(self, keys: Sequence[str]) -> set[str]:
+        """Those of the record keys that are stored."""
+        ...
 
-    def insert_records(self, tx: Transaction, rows: Iterable[StoredRecord]) -> None: ...
+    def insert_records(self, tx: Transaction, rows: Iterable[StoredRecord]) -> None:
+        """Insert records in `tx`; a record key stored already fails the transaction."""
+        ...
 
     def iter_records(self, tx: Transaction) -> Iterator[StoredRecord]:
         """Every record, ordered by record key, read in batches (in `tx`, which bounds the read)."""
         ...
 
-    def shard_rows(self, shard: int, slices: int) -> ShardRows: ...
+    def shard_rows(self, shard: int, slices: int) -> ShardRows:
+        """One shard's records by slice (`ShardRows`), ordered by record key within each."""
+        ...
 
-    def placements_of(self, record_keys: Sequence[str]) -> dict[str, tuple[int, int]]: ...
+    def placements_of(self, record_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """The (shard, slice) of each stored record among `record_keys`."""
+        ...
 
-    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]: ...
+    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]:
+        """Each subject's stored record keys; a subject without records is absent."""
+        ...
 
-    def delete_records(self, tx: Transaction, record_keys: Sequence[str]) -> int: ...
+    def delete_records(self, tx: Transaction, record_keys: Sequence[str]) -> int:
+        """Delete records in `tx`; returns how many were deleted."""
+        ...
 
-    def shard_counts(self) -> dict[int, int]: ...
+    def shard_counts(self) -> dict[int, int]:
+        """Records per shard; a shard without records is absent."""
+        ...
 
-    def slice_record_keys(self, tx: Transaction, shard: int, slice_: int) -> list[str]: ...
+    def slice_record_keys(self, tx: Transaction, shard: int, slice_: int) -> list[str]:
+        """The record keys of (shard, slice) in key order, read in `tx`."""
+        ...
 
-    def erased_subjects(self, subject_keys: Sequence[str]) -> set[str]: ...
+    def slices_record_keys(
+        self, tx: Transaction, slices: Sequence[tuple[int, int]]
+    ) -> dict[tuple[int, int], list[str]]:
+        """`slice_record_keys` of many slices at once (an ingest names every slice), each in key order."""
+        ...
 
-    def vacuum_records(self) -> None: ...
+    def erased_subjects(self, subject_keys: Sequence[str]) -> set[str]:
+        """Those of the subject keys whose records a completed request erased."""
+        ...
+
+    def vacuum_records(self) -> None:
+        """Make deleted records' bytes unrecoverable where the database keeps them (PostgreSQL's VACUUM)."""
+        ...
 
     # -- checkpoints of the current lineage -------------------------------------------------
 
-    def checkpoint_map(self, tx: Transaction | None = None) -> dict[tuple[int, int], str]: ...
+    def checkpoint_map(self, tx: Transaction | None = None) -> dict[tuple[int, int], str]:
+        """The checkpoints table, (shard, slice) to digest, in `tx` when given; not checked against the ledger."""
+        ...
 
-    def set_checkpoint(self, tx: Transaction, shard: int, slice_: int, digest: str) -> None: ...
+    def set_checkpoint(self, tx: Transaction, shard: int, slice_: int, digest: str) -> None:
+        """Make `digest` the current checkpoint of (shard, slice) in `tx`."""
+        ...
 
-    def drop_checkpoints(self, tx: Transaction, shard: int, from_slice: int) -> list[str]: ...
+    def drop_checkpoints(self, tx: Transaction, shard: int, from_slice: int) -> list[str]:
+        """Drop the shard's checkpoints from `from_slice` on in `tx`; returns their digests, for purging."""
+        ...
 
-    def referenced_digests(self) -> set[str]: ...
+    def referenced_digests(self) -> set[str]:
+        """The digests the checkpoints table names."""
+        ...
 
     # -- pins -------------------------------------------------------------------------------
 
-    def set_pins(self, tx: Transaction, pins: dict[str, str]) -> None: ...
+    def set_pins(self, tx: Transaction, pins: dict[str, str]) -> None:
+        """Record the workspace's pins in `tx` (at init)."""
+        ...
 
-    def pins(self) -> dict[str, str]: ...
+    def pins(self) -> dict[str, str]:
+        """The pins recorded at init, as name-value rows."""
+        ...
 
     # -- erasure requests -------------------------------------------------------------------
 
-    def add_request(self, tx: Transaction, row: RequestRow) -> None: ...
+    def add_request(self, tx: Transaction, row: RequestRow) -> None:
+        """Insert a request's row in `tx`; raises `OpenRequestExistsError` when the subject has an open one."""
+        ...
 
-    def update_request(self, tx: Transaction, request_id: str, **values: object) -> None: ...
+    def update_request(self, tx: Transaction, request_id: str, **values: object) -> None:
+        """Set columns of a request's row in `tx`."""
+        ...
 
-    def get_request(self, request_id: str, tx: Transaction | None = None) -> RequestRow | None: ...
+    def get_request(self, request_id: str, tx: Transaction | None = None) -> RequestRow | None:
+        """A request's row, or None for an unknown id."""
+        ...
 
-    def find_requests(
-        self, *, states: Sequence[str] | None = None, subject_key: str | None = None
-    ) -> list[RequestRow]: ...
+    def find_requests(self, *, states: Sequence[str] | None = None, subject_key: str | None = None) -> list[RequestRow]:
+        """The requests in `states` and/or of `subject_key`, by deadline then id."""
+        ...
 
-    def all_requests(self, tx: Transaction) -> list[RequestRow]: ...
+    def all_requests(self, tx: Transaction) -> list[RequestRow]:
+        """Every request's row, read in `tx`."""
+        ...
+
+    def quarantined_shards(self, kind: str, states: Sequence[str], tx: Transaction | None = None) -> set[int]:
+        """The shards that must not answer predictions, in one query: those the `kind` entries
+        (request.quarantined) of the requests in `states` name, and those holding a record of such
+        a request's subject now. Raises `UnreadableEntryError` for an entry that is not JSON."""
+        ...
 
     # -- the ledger's entries, read for checking the tables against it ------------------------
 

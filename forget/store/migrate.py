@@ -16,6 +16,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def upgrade(engine: Engine) -> None:
+    """Create or upgrade the database's schema to `HEAD_REVISION` in one transaction (Alembic).
+
+    Raises SQLAlchemy's errors when the database cannot be written (`forget.errors.translated()`).
+    """
     from alembic import command
     from alembic.config import Config
 
@@ -27,6 +31,10 @@ def upgrade(engine: Engine) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision, or None when it holds no forget schema.
+
+    Raises `WorkspaceError` (exit 3) when the database cannot be opened.
+    """
     try:
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table("alembic_version"):
@@ -37,6 +45,10 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def check_revision(engine: Engine) -> None:
+    """Refuse a database without forget's schema, or at another revision than this forget's.
+
+    Raises `WorkspaceError` (exit 3), naming the revision found and the one needed.
+    """
     revision = current_revision(engine)
     if revision is None:
         raise WorkspaceError("the workspace database has no forget schema; run `forget init` for a new workspace")

@@ -36,11 +36,13 @@ class SQLTokenStore:
         self.engine = engine
 
     def find(self, token_hash: str) -> TokenRecord | None:
+        """The token whose hash is `token_hash`, revoked or not; None when there is none."""
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(api_tokens).where(api_tokens.c.token_hash == token_hash)).first()
         return _record(row) if row is not None else None
 
     def add(self, record: TokenRecord) -> None:
+        """Store a new token's record in its own transaction; a repeated id or hash raises `IntegrityError`."""
         with self.engine.begin() as connection:
             connection.execute(
                 api_tokens.insert().values(
@@ -54,11 +56,13 @@ class SQLTokenStore:
             )
 
     def all(self) -> list[TokenRecord]:
+        """Every token, oldest first (hashes, never tokens)."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.token_id))
             return [_record(row) for row in rows]
 
     def revoke(self, token_id: str, when: str) -> bool:
+        """Revoke the token at `when`; False when there is no such token or it was revoked already."""
         with self.engine.begin() as connection:
             done = connection.execute(
                 api_tokens.update()
@@ -68,13 +72,17 @@ class SQLTokenStore:
         return bool(done.rowcount)
 
     def any_active(self) -> bool:
+        """Whether any token is not revoked (until one is, the service listens on loopback only)."""
         with self.engine.connect() as connection:
             query = sa.select(sa.func.count()).select_from(api_tokens).where(api_tokens.c.revoked_at.is_(None))
             return bool(connection.execute(query).scalar_one())
 
 
 def token_store(store: Store) -> SQLTokenStore:
-    """The tokens of the workspace whose data store this is (the SQL store keeps them in its database)."""
+    """The tokens of the workspace whose data store this is (the SQL store keeps them in its database).
+
+    Raises `WorkspaceError` (exit 3) for a store that is not the SQL one (the tests' in-memory fake).
+    """
     if not isinstance(store, DataStore):
         raise WorkspaceError("API tokens need the workspace's SQL database")
     return SQLTokenStore(store.engine)

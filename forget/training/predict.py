@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from forget.data.ingest import encode, encode_labels, read_table
+from forget.data.ingest import TableSource, encode, encode_labels, open_source
 from forget.data.schema import Schema
+from forget.erasure.quarantine import serving_shards
 from forget.errors import InputError, NotTrainedError
 from forget.store.checkpoints import checkpoint_store
 from forget.training.train import training_config
@@ -22,11 +22,15 @@ from sisa.trainer import load_model
 
 @dataclass(frozen=True)
 class Predictions:
+    """The ensemble's predicted class of each row (an index into `labels`) and every shard's probabilities."""
+
     labels: tuple[str, ...]
     """Class names, in the schema's order."""
     predicted: np.ndarray[Any, np.dtype[np.int64]]
     probabilities: np.ndarray[Any, np.dtype[np.float32]]
-    """Per shard: (shards, rows, classes)."""
+    """Per answering shard: (shards, rows, classes)."""
+    shards: tuple[int, ...] = ()
+    """The shards that answered: all but those quarantined by open erasure requests (forget.erasure.quarantine)."""
 
 
 def _schema(workspace: Workspace) -> Schema:
@@ -36,7 +40,11 @@ def _schema(workspace: Workspace) -> Schema:
 
 
 def latest_digests(workspace: Workspace) -> list[str]:
-    """Each shard's checkpoint after its last slice, as the ledger records it (else exit 1)."""
+    """Each shard's checkpoint after its last slice, as the ledger records it.
+
+    Raises `NotTrainedError` (exit 3) while a shard is not trained to its last slice, and
+    `CheckpointLineageError` (exit 1) for a checkpoints row the ledger does not back.
+    """
     last = workspace.config.slices - 1
     existing = current_checkpoints(workspace, [(s, last) for s in range(workspace.config.shards)])
     missing = [s for s in range(workspace.config.shards) if (s, last) not in existing]
@@ -48,37 +56,93 @@ def latest_digests(workspace: Workspace) -> list[str]:
     return [existing[(s, last)] for s in range(workspace.config.shards)]
 
 
+def serving_digests(workspace: Workspace) -> dict[int, str]:
+    """The last checkpoint of each shard that may answer: every shard but the quarantined ones.
+
+    Raises `AllShardsQuarantinedError` (exit 3) when open requests quarantine every shard,
+    `NotTrainedError` (exit 3) for a shard that may answer but is not trained to its last slice,
+    and `CheckpointLineageError` (exit 1) for any shard's row the ledger does not back.
+    """
+    shards = serving_shards(workspace)
+    last = workspace.config.slices - 1
+    # Every shard's row is checked against the ledger, the quarantined ones too: a tampered table
+    # is refused (exit 1) whether or not the shard it names answers now.
+    existing = current_checkpoints(workspace, [(s, last) for s in range(workspace.config.shards)])
+    missing = [s for s in shards if (s, last) not in existing]
+    if missing:
+        raise NotTrainedError(
+            f"shard {missing[0]} is not trained to its last slice (an erasure may be retraining it):"
+            " wait for `forget run` to finish, or run `forget train`"
+        )
+    return {s: existing[(s, last)] for s in shards}
+
+
 def shard_probabilities(
     workspace: Workspace, features: np.ndarray[Any, np.dtype[np.float32]], device: str = "auto"
 ) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Every shard's class probabilities for encoded `features`: shape (shards, rows, classes).
+
+    Each checkpoint is checked against its ledger digest before it is loaded. Raises
+    `NotTrainedError` (exit 3) before data is in or while a shard is not trained to its last
+    slice, `CheckpointLineageError` (exit 1) for a checkpoint the ledger does not back or a file
+    that is not its digest; a missing file or a device that is not there raises a
+    `sisa.errors.SisaError` (`forget.errors.translated()` makes it a `WorkspaceError`).
+    Shards quarantined by open erasure requests are left out (`serving_digests`).
+    """
+    return _answers(workspace, features, device)[1]
+
+
+def _answers(
+    workspace: Workspace, features: np.ndarray[Any, np.dtype[np.float32]], device: str
+) -> tuple[tuple[int, ...], np.ndarray[Any, np.dtype[np.float32]]]:
+    """The shards that answered, and their probabilities (`shard_probabilities`)."""
     schema = _schema(workspace)
     torch_device = resolve_device(device)
     config = training_config(workspace)
     store = checkpoint_store(workspace)
     out = []
     last = workspace.config.slices - 1
-    for shard, digest in enumerate(latest_digests(workspace)):
+    digests = serving_digests(workspace)
+    for shard, digest in digests.items():
         data = read_checkpoint(store, shard, last, digest)
         model = load_model(data, config, shard, schema.shape, len(schema.labels))
         out.append(predict_proba(model, features, torch_device))
-    return np.stack(out)
+    return tuple(digests), np.stack(out)
 
 
-def encode_file(workspace: Workspace, path: Path, need_labels: bool) -> tuple[np.ndarray[Any, Any], list[int] | None]:
+def encode_file(
+    workspace: Workspace, path: TableSource, need_labels: bool
+) -> tuple[np.ndarray[Any, Any], list[int] | None]:
+    """The rows of a file or table (`forget.data.ingest.TableSource`) encoded by the workspace's schema,
+    with their class indexes when the label column is there (extra columns are ignored).
+
+    Raises `NotTrainedError` (exit 3) before data is in, `InputError` (exit 2) for rows the schema
+    cannot encode, a missing feature column, or (with `need_labels`) a missing label column.
+    """
     schema = _schema(workspace)
-    table = read_table(path, [schema.label_column])
+    table, name = open_source(path, [schema.label_column])
     missing = [f.name for f in schema.features if f.name not in table.column_names]
     if missing:
-        raise InputError(f"{path} has no column {missing[0]!r}, which the schema needs")
-    features = encode(table, schema, path).reshape(-1, *schema.shape)
+        raise InputError(f"{name} has no column {missing[0]!r}, which the schema needs")
+    features = encode(table, schema, name).reshape(-1, *schema.shape)
     if schema.label_column not in table.column_names:
         if need_labels:
-            raise InputError(f"{path} has no label column {schema.label_column!r} to evaluate against")
+            raise InputError(f"{name} has no label column {schema.label_column!r} to evaluate against")
         return features, None
-    return features, encode_labels(table, schema, path)
+    return features, encode_labels(table, schema, name)
 
 
-def predict_file(workspace: Workspace, path: Path, aggregation: Aggregation, device: str = "auto") -> Predictions:
+def predict_file(
+    workspace: Workspace, path: TableSource, aggregation: Aggregation | None = None, device: str = "auto"
+) -> Predictions:
+    """Predict the rows of a file (str or Path), a pyarrow Table or a pandas DataFrame with the
+    ensemble of the shards' latest models, combined by `aggregation` (default: the workspace's).
+
+    Raises what `encode_file` and `shard_probabilities` raise: `InputError` (exit 2) for rows the
+    schema cannot encode, `NotTrainedError` (exit 3) while a shard is not fully trained.
+    """
+    if aggregation is None:
+        aggregation = Aggregation(workspace.config.training.aggregation)
     features, _ = encode_file(workspace, path, need_labels=False)
-    probabilities = shard_probabilities(workspace, features, device)
-    return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities)
+    shards, probabilities = _answers(workspace, features, device)
+    return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities, shards)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ShardPlan:
+    """Where one shard's training starts: its first slice without a current checkpoint, and the one to resume from."""
+
     shard: int
     start_slice: int
     resume_digest: str | None = None
@@ -30,6 +32,11 @@ class ShardPlan:
 
 
 def training_config(workspace: Workspace) -> TrainingConfig:
+    """The `sisa.trainer.TrainingConfig` of the workspace's `[training]` settings, seed and slices.
+
+    Imports torch (through sisa.trainer); raises `ValueError` for an optimizer that is not adam or sgd
+    (forget.toml's own check refuses one first).
+    """
     from sisa.trainer import OptimizerKind, TrainingConfig
 
     settings = workspace.config.training
@@ -51,6 +58,9 @@ def plan_training(workspace: Workspace, shards: Iterable[int] | None = None) -> 
 
     The checkpoints come from `current_checkpoints`: a table row the ledger does not back (a
     checkpoint an erasure dropped, put back) stops training before anything resumes from it.
+
+    Raises `NotTrainedError` (exit 3) before data is in, `InputError` (exit 2) for a shard that does
+    not exist, and `CheckpointLineageError` (exit 1) for a checkpoints row the ledger does not back.
     """
     if workspace.config.schema is None:
         raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
@@ -66,7 +76,10 @@ def plan_training(workspace: Workspace, shards: Iterable[int] | None = None) -> 
 
 
 def restart_shards(workspace: Workspace, shards: Iterable[int] | None = None) -> list[str]:
-    """Drop the selected shards' checkpoints so they train from scratch; returns the purged digests."""
+    """Drop the selected shards' checkpoints so they train from scratch; returns the purged digests.
+
+    Raises `InputError` (exit 2) for a shard that does not exist.
+    """
     store = workspace.datastore
     stale: list[str] = []
     with store.transaction() as tx:
@@ -115,6 +128,10 @@ def load_shard_task(
 
 
 def shard_job(workspace: Workspace, plan: ShardPlan, device: str) -> ShardJob:
+    """The executor's job for one planned shard: a loader of its records (run where the task runs) and
+    its training config. A resume digest not in the plan is looked up in the ledger-checked table
+    (`CheckpointLineageError`, exit 1, when it is not backed).
+    """
     from sisa.executor import ShardJob
 
     schema = workspace.config.schema
@@ -137,17 +154,22 @@ def shard_job(workspace: Workspace, plan: ShardPlan, device: str) -> ShardJob:
 
 
 def shard_task(workspace: Workspace, plan: ShardPlan) -> ShardTask:
+    """The planned shard's records loaded here, on the CPU (tests and benchmarks train from it directly)."""
     return shard_job(workspace, plan, "cpu").load()
 
 
 def slice_manifest_roots(workspace: Workspace, shard: int) -> list[str]:
+    """The Merkle root of each slice's record keys in the shard, as the checkpoint entries record them."""
     datastore = workspace.datastore
     with datastore.snapshot() as tx:
         return [manifest_root(datastore.slice_record_keys(tx, shard, s)) for s in range(workspace.config.slices)]
 
 
 def executor_for(workspace: Workspace, kind: str | None = None, scheduler: str | None = None) -> ShardExecutor:
-    """The configured executor, or the one named on the command line (any name in `sisa.executor.EXECUTORS`)."""
+    """The configured executor, or the one named on the command line (any name in `sisa.executor.EXECUTORS`).
+
+    Raises `InputError` (exit 2) for an executor no plugin registers, or one missing a setting it needs.
+    """
     from sisa.executor import ExecutorOptionError, ExecutorOptions, UnknownExecutorError, create_executor
 
     settings = workspace.config.executor
@@ -164,22 +186,31 @@ def executor_for(workspace: Workspace, kind: str | None = None, scheduler: str |
 
 def train(
     workspace: Workspace,
-    plans: list[ShardPlan],
+    plans: list[ShardPlan] | None = None,
     device: str = "auto",
     on_slice: Callable[[TrainedSlice], None] | None = None,
     executor: ShardExecutor | None = None,
 ) -> dict[int, list[str]]:
-    """Train the planned shards, then sign the ledger.
+    """Train the planned shards (default: `plan_training(workspace)`, every slice not yet trained),
+    then sign the ledger; returns each trained shard's new checkpoint digests.
 
     Each checkpoint becomes current, with its ledger entry, once it is stored (locally as slices
     finish, gathered per shard or every RECORD_EVERY_S; on a cluster as each shard's task returns).
-    A job killed mid-shard resumes after the last recorded slice.
+    A job killed mid-shard resumes after the last recorded slice. `device` is "auto" (CUDA when
+    present), "cpu", "cuda" or "cuda:N"; `on_slice` hears of each slice once it is recorded.
+
+    Raises `NotTrainedError` (exit 3) before data is in, `InputError` (exit 2) for an unknown
+    executor, `CheckpointLineageError` (exit 1) for a resume point the ledger does not back, and a
+    `sisa.errors.SisaError` for a model that cannot be built, a missing device or a diverged slice
+    (`forget.errors.translated()` makes it a `WorkspaceError`).
     """
     from sisa.device import resolve_device
 
     chosen = executor or executor_for(workspace)
     if chosen.trains_here:
         resolve_device(device)  # fail before any work when --device cuda has no GPU here
+    if plans is None:
+        plans = plan_training(workspace)
     if not plans:
         return {}
     manifests = {plan.shard: slice_manifest_roots(workspace, plan.shard) for plan in plans}
@@ -258,6 +289,8 @@ class _Recorder:
 
 @dataclass(frozen=True)
 class ShardSummary:
+    """One shard as `forget shards` shows it: records, slices trained, and its latest checkpoint."""
+
     shard: int
     records: int
     slices_trained: int
@@ -266,6 +299,7 @@ class ShardSummary:
     """sha256 of the checkpoint after the shard's last slice, or None while it is not fully trained."""
 
     def to_dict(self) -> dict[str, object]:
+        """The summary as JSON-ready values (`forget shards --json`)."""
         return {
             "shard": self.shard,
             "records": self.records,
@@ -276,6 +310,7 @@ class ShardSummary:
 
 
 def shard_summaries(workspace: Workspace) -> list[ShardSummary]:
+    """Every shard's `ShardSummary`, from the data store's tables (no ledger check: a status view)."""
     counts = workspace.datastore.shard_counts()
     existing = workspace.datastore.checkpoint_map()
     slices = workspace.config.slices

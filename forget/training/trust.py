@@ -65,6 +65,7 @@ class Dirtying:
     slice: int
 
     def reason(self, checkpoint_index: int) -> str:
+        """Why the checkpoint logged at `checkpoint_index` is no longer current, for a `CheckpointLineageError`."""
         if self.kind == SLICE_MANIFEST:
             return (
                 f"the records of slice {self.slice} changed after it was logged (index {checkpoint_index}):"
@@ -78,6 +79,8 @@ class Dirtying:
 
 @dataclass(frozen=True)
 class LoggedCheckpoint:
+    """The latest `lineage.checkpoint` entry of a (shard, slice), and the entry that dropped it since, if any."""
+
     index: int
     """The ledger index of the latest `lineage.checkpoint` entry of its (shard, slice)."""
     digest: str
@@ -147,6 +150,9 @@ def read_lineage(workspace: Workspace, tx: Transaction, wanted: Collection[Key])
 
     Windows of 1024, 4096, 16384... entries, newest first, until every wanted slice is decided
     (a slice never logged sends the scan to the log's start). Each window is one query.
+
+    Raises `CheckpointLineageError` (exit 1) for a lineage entry the database cannot read, or one
+    that names no shard and slice.
     """
     from forget.erasure.rewind import (
         ERASURE_PLANNED,  # forget.erasure.rewind imports the training code, which imports this
@@ -212,7 +218,10 @@ def _digest(value: Any, index: int) -> str:
 
 
 def verify_checkpoint_table(workspace: Workspace, tx: Transaction) -> int:
-    """Every row of the checkpoints table is what the ledger records as current; returns the row count."""
+    """Every row of the checkpoints table is what the ledger records as current; returns the row count.
+
+    Raises `CheckpointLineageError` (exit 1) for the first row the log does not back.
+    """
     table = workspace.datastore.checkpoint_map(tx)
     read_lineage(workspace, tx, table).check(table)
     return len(table)
@@ -223,6 +232,8 @@ def current_checkpoints(workspace: Workspace, keys: Iterable[Key] | None = None)
 
     What every user of a checkpoint reads. Table and ledger are read in one snapshot, so a commit
     of a concurrent `train` or `run` between the two reads cannot make them disagree.
+
+    Raises `CheckpointLineageError` (exit 1) for the first row the log does not back.
     """
     datastore = workspace.datastore
     with datastore.snapshot() as tx:

@@ -77,7 +77,8 @@ class Running:
         self.witness = Witness(self.folder)
         self.server = make_server(self.witness, "127.0.0.1", self.port)
         self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the loop's next poll: 0.5 s by default, at every test's teardown
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
@@ -267,16 +268,18 @@ def test_an_unreachable_witness_never_blocks_signing_and_is_collected_later(
     result = cli("-w", ws, "request", "--subject-id", "person-0002")  # signs; the witness is down
     assert result.stderr.startswith("warning: witness witness.test/w1: the witness at http://127.0.0.1:")
     assert "is unreachable" in result.stderr and "run `forget ledger cosign` later" in result.stderr
+    second = _head_size(ws)
+    assert second > first
     cli("-w", ws, "request", "--subject-id", "person-0003")
     last = _head_size(ws)
-    assert uncosigned(open_workspace(ws)) == {WITNESS_NAME: [first + 1, last]}  # marked: no cosignature
+    assert uncosigned(open_workspace(ws)) == {WITNESS_NAME: [second, last]}  # marked: no cosignature
     down = cli("-w", ws, "ledger", "cosign", expect=3)
     assert down.stdout.startswith("witness.test/w1: cosigned now none; 2 heads uncosigned; the witness at")
     running.start()  # back on the same port
     done = cli("-w", ws, "ledger", "cosign")
-    assert done.stdout == f"witness.test/w1: cosigned now {first + 1}, {last}; every head cosigned\n"
+    assert done.stdout == f"witness.test/w1: cosigned now {second}, {last}; every head cosigned\n"
     verify_cosignatures(cosigned_note(open_workspace(ws), last), [running.witness.vkey])
-    verify_cosignatures(cosigned_note(open_workspace(ws), first + 1), [running.witness.vkey])
+    verify_cosignatures(cosigned_note(open_workspace(ws), second), [running.witness.vkey])
 
 
 def test_a_witness_catches_a_rollback_that_the_anchor_missed(

@@ -64,9 +64,11 @@ def test_filing_is_idempotent_and_extension_is_bounded(tmp_path: Path) -> None:
     assert kinds == [
         "workspace.initialized",
         "request.received",
+        "request.quarantined",  # with the receipt, in its transaction (forget.erasure.quarantine)
         "request.extended",
         "request.extended",
         "request.received",
+        "request.quarantined",
     ]
 
 

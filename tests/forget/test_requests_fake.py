@@ -54,19 +54,20 @@ def test_filing_stores_a_keyed_row_and_its_receipt_in_one_unit_of_work(fake_work
     assert list(store.requests) == [request.request_id] and store.transactions == 2  # the row, then the head
     row = store.requests[request.request_id]
     assert "alice" not in row.subject_key.lower() and row.note == "ticket 7"
-    assert _kinds(fake_workspace) == ["request.received"]
-    [entry] = [decode_entry(stored.entry) for stored in store.entries]
+    assert _kinds(fake_workspace) == ["request.received", "request.quarantined"]  # one unit of work, one time
+    [entry, quarantine] = [decode_entry(stored.entry) for stored in store.entries]
     assert entry.kind == "request.received" and entry.payload.to_payload()["request_id"] == request.request_id
+    assert quarantine.time == entry.time and quarantine.payload.to_payload()["shards"] == []  # no records held
     assert b"ticket 7" not in store.entries[0].entry and b"lice" not in store.entries[0].entry
     assert store.entries[0].request_id == request.request_id  # the index copy the certificates read
-    assert store.heads[-1].size == 1  # filing signs a head
+    assert store.heads[-1].size == 2  # filing signs a head
 
 
 def test_an_open_request_is_reused_until_it_completes(fake_workspace: Workspace) -> None:
     first, created = file_request(fake_workspace, "alice")
     again, created_again = file_request(fake_workspace, " alice ")
     assert created and not created_again and again.request_id == first.request_id
-    assert _kinds(fake_workspace) == ["request.received"]
+    assert _kinds(fake_workspace) == ["request.received", "request.quarantined"]
     store = _store(fake_workspace)
     with store.transaction() as tx:  # as `forget run` leaves it
         store.update_request(tx, first.request_id, state="completed", outcome="no_data", records_erased=0,
@@ -101,7 +102,7 @@ def test_extension_moves_the_deadline_at_most_two_months_within_the_first_month(
     with pytest.raises(InputError, match="--months must be 1 or 2"):
         extend_request(fake_workspace, request.request_id, 3, "long")
     store = _store(fake_workspace)
-    assert _kinds(fake_workspace) == ["request.received", "request.extended", "request.extended"]
+    assert _kinds(fake_workspace) == ["request.received", "request.quarantined", "request.extended", "request.extended"]
     assert all(b"complex" not in stored.entry for stored in store.entries)  # the ledger holds the reason's digest
     late, _ = file_request(fake_workspace, "bob", received - timedelta(days=40))
     with pytest.raises(InputError, match="within one month of receipt"):

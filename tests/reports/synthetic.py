@@ -25,6 +25,7 @@ from ledger.evidence import (
     Outcome,
     PlannedRewind,
     RequestCompleted,
+    RequestQuarantined,
     RequestReceived,
     RequestStarted,
     SliceManifest,
@@ -91,6 +92,21 @@ NO_DATA_LOG: list[tuple[str, dict[str, Any]]] = [
                          TIME, True),
     )
 ]  # fmt: skip
+
+
+def quarantined_log(shards: Sequence[int] = (1,), completed_at: str = TIME) -> list[tuple[str, dict[str, Any]]]:
+    """`batch_log` as it is written now: each receipt followed by its quarantine, at the same entry
+    time (certify() gives every entry TIME); REQUEST's quarantine names `shards`, and its completion
+    is at `completed_at`."""
+    log: list[tuple[str, dict[str, Any]]] = []
+    for kind, payload in batch_log():
+        if kind == "request.completed" and payload["request_id"] == REQUEST:
+            payload = {**payload, "completed_at": completed_at}
+        log.append((kind, payload))
+        if kind == "request.received":
+            named = tuple(shards) if payload["request_id"] == REQUEST else (3,)
+            log.append(RequestQuarantined(payload["request_id"], named, TIME).entry())
+    return log
 
 
 def mine(log: Sequence[tuple[str, dict[str, Any]]], request_id: str = REQUEST) -> list[int]:
