@@ -26,6 +26,16 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     request_rate: Annotated[float, typer.Option(help="POST /v1/requests per second per token (sustained).")] = 5.0,
     request_burst: Annotated[int, typer.Option(help="POST /v1/requests at once per token.")] = 50,
+    run_after_request: Annotated[
+        bool,
+        typer.Option(
+            "--run-after-request/--no-run-after-request",
+            help="Run due erasures in-process right after each accepted request (under `forget run`'s lock).",
+        ),
+    ] = True,
+    run_every: Annotated[
+        float, typer.Option(help="Also run due erasures in-process every SECONDS (0: no schedule).", metavar="SECONDS")
+    ] = 0.0,
 ) -> None:
     """Serve the HTTP API (requests, certificates, ledger head, predictions, metrics) until interrupted."""
     from forget.service.server import serve as run_server
@@ -36,8 +46,16 @@ def serve(
         raise typer.BadParameter("--port must be 0 to 65535")
     if request_rate <= 0 or request_burst < 1:
         raise typer.BadParameter("--request-rate must be above 0 and --request-burst at least 1")
+    if run_every < 0:
+        raise typer.BadParameter("--run-every must be 0 (no schedule) or more seconds")
     ws = workspace(signing=True)
-    settings = ServiceSettings(device=device.value, request_rate=request_rate, request_burst=request_burst)
+    settings = ServiceSettings(
+        device=device.value,
+        request_rate=request_rate,
+        request_burst=request_burst,
+        run_every=run_every or None,
+        run_after_request=run_after_request,
+    )
     run_server(ws, token_store(ws.datastore), host, port, settings, tls_cert, tls_key)
 
 

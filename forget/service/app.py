@@ -4,6 +4,11 @@ Every route but the probes and the OpenAPI document needs a bearer token with th
 scope (401 without a valid token, 403 with the wrong scope). Handlers are plain functions:
 Starlette runs them in its thread pool, since the work they do (the database, torch) blocks.
 No log line and no error body carries a raw subject id: a request is named by its id.
+
+A filed request quarantines its subject's shards at once (forget.erasure.quarantine): the next
+prediction answers without them. With in-process runs on (`--run-every`, `--run-after-request`),
+a background thread (forget.service.runner) carries the requests out, started and stopped with
+the application (its lifespan).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +26,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from forget.erasure.requests import RequestState, UnknownRequestError, file_request, get_request, parse_time
+from forget.erasure.requests import (
+    ErasureRequest,
+    RequestState,
+    UnknownRequestError,
+    file_request,
+    get_request,
+    parse_time,
+)
 from forget.errors import ForgetError, InputError, JobLockedError
 from forget.service.ensemble import ServedEnsemble
 from forget.service.metrics import ServiceMetrics
 from forget.service.openapi import openapi_document
 from forget.service.ratelimit import RateLimiter
+from forget.service.runner import ErasureRunner
 from forget.service.settings import ServiceSettings
 from forget.service.tokens import Scope, TokenRecord, TokenStore, presented_token, token_hash
 from forget.workspace.core import Workspace
@@ -38,7 +52,10 @@ MAX_ROWS = 10_000
 
 
 class HTTPProblem(Exception):
+    """An answer other than 2xx that is not one of our errors (bad JSON, a missing token, a limit)."""
+
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        """An HTTP status, a one-line message (never a subject id), and extra headers; raises nothing."""
         super().__init__(message)
         self.status = status
         self.headers = headers or {}
@@ -61,20 +78,52 @@ class Service:
     """What the routes share: the workspace, the token store, the loaded models, the limits."""
 
     def __init__(self, workspace: Workspace, tokens: TokenStore, settings: ServiceSettings) -> None:
+        """Loads no model yet; raises `SisaError` for a device that is not there and `ValueError` for
+        a rate limit or a run schedule out of range."""
         self.workspace = workspace
         self.tokens = tokens
         self.settings = settings
         self.ensemble = ServedEnsemble(workspace, settings.device)
         self.limiter = RateLimiter(settings.request_rate, settings.request_burst)
         self.metrics = ServiceMetrics(workspace)
+        self.runner = ErasureRunner(workspace, self.ensemble, self.metrics, settings)
         self.started = time.time()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """The in-process runs live as long as the application: started with it, stopped with it.
+
+        Raises nothing of its own (the runner never raises).
+        """
+        from starlette.concurrency import run_in_threadpool
+
+        self.runner.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(self.runner.stop)
+
+    def file_request(
+        self, subject_id: str, received_at: datetime | None = None, note: str | None = None
+    ) -> tuple[ErasureRequest, bool]:
+        """File (and so quarantine) a request, then wake the in-process runs; what every intake calls.
+
+        Raises what `forget.erasure.requests.file_request` raises (`InputError` for a malformed id,
+        time or note).
+        """
+        filed, new = file_request(self.workspace, subject_id, received_at, note)
+        if new:
+            self.runner.request_filed()
+        return filed, new
 
     # -- routes -------------------------------------------------------------------------
 
     def healthz(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /healthz: the process answers (liveness); never fails."""
         return JSONResponse({"status": "ok"})
 
     def readyz(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /readyz: the database and the models are usable; 503 with the reason when not."""
         try:
             self.workspace.datastore.check_schema()
             self.ensemble.refresh()
@@ -83,13 +132,19 @@ class Service:
         return JSONResponse({"status": "ready"})
 
     def openapi(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /openapi.json: the OpenAPI document (forget.service.openapi); never fails."""
         return JSONResponse(openapi_document())
 
     def metrics_text(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /metrics: the Prometheus text format (the workspace gauges read from the database now)."""
         body, content_type = self.metrics.exposition()
         return Response(body, media_type=content_type)
 
     def create_request(self, request: Request, token: TokenRecord | None) -> Response:
+        """POST /v1/requests: 201 with a new request (its shards quarantined), 200 with the subject's open one.
+
+        429 past the token's rate limit, 400 for a body that is not a JSON object, 422 for a bad field.
+        """
         assert token is not None
         wait = self.limiter.allow(token.token_id)
         if wait > 0:
@@ -108,10 +163,11 @@ class Service:
         if unknown:
             raise HTTPProblem(422, f"unknown field {unknown[0]!r}")
         received = parse_time(received_at) if received_at is not None else None
-        filed, new = file_request(self.workspace, subject_id, received, note)
+        filed, new = self.file_request(subject_id, received, note)
         return JSONResponse(filed.to_dict(datetime.now(UTC)), status_code=201 if new else 200)
 
     def list_requests(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /v1/requests[?state=]: every request; 422 for an unknown state."""
         state = request.query_params.get("state")
         states = None
         if state is not None:
@@ -119,17 +175,17 @@ class Service:
                 states = [RequestState(state)]
             except ValueError:
                 raise HTTPProblem(422, f"state must be one of {', '.join(s.value for s in RequestState)}") from None
-        from forget.erasure.requests import ErasureRequest
-
         now = datetime.now(UTC)
         rows = self.workspace.datastore.find_requests(states=states)
         return JSONResponse({"requests": [ErasureRequest.from_row(row).to_dict(now) for row in rows]})
 
     def show_request(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /v1/requests/{id}: one request; 404 for an unknown id."""
         found = get_request(self.workspace, request.path_params["request_id"])
         return JSONResponse(found.to_dict(datetime.now(UTC)))
 
     def certificate(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /v1/certificates/{id}[?format=json|html|pdf]: 404 before it is issued, 422 for another format."""
         from forget.erasure.certify import certificate_path
 
         request_id = request.path_params["request_id"]
@@ -155,6 +211,7 @@ class Service:
         return Response(render_pdf(view), media_type="application/pdf")
 
     def ledger_head(self, request: Request, token: TokenRecord | None) -> Response:
+        """GET /v1/ledger/head: the latest signed head as a signed note; 503 before the first."""
         with self.workspace.datastore.snapshot() as connection:
             head = self.workspace.ledger.head(connection)
         if head is None:
@@ -162,6 +219,11 @@ class Service:
         return PlainTextResponse(head.note, media_type="text/plain; charset=utf-8")
 
     def predict(self, request: Request, token: TokenRecord | None) -> Response:
+        """POST /v1/predict: a label per row from the shards that may answer (`shards` names them).
+
+        413 past MAX_ROWS, 422 for rows the schema cannot encode, 503 when every shard is quarantined
+        or none is trained.
+        """
         body = _json_body(request)
         rows = body.get("rows")
         if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
@@ -219,6 +281,11 @@ def _route(service: Service, path: str, method: str, handler: Handler, scope: Sc
 
 
 def create_app(workspace: Workspace, tokens: TokenStore, settings: ServiceSettings | None = None) -> Starlette:
+    """The ASGI application; its lifespan starts and stops the in-process runs.
+
+    Raises `SisaError` for a device that is not there (`forget.errors.translated()` makes it a
+    `WorkspaceError`).
+    """
     service = Service(workspace, tokens, settings or ServiceSettings())
     routes = [
         _route(service, "/healthz", "GET", service.healthz, None),
@@ -232,6 +299,8 @@ def create_app(workspace: Workspace, tokens: TokenStore, settings: ServiceSettin
         _route(service, "/v1/ledger/head", "GET", service.ledger_head, Scope.CERTIFICATES_READ),
         _route(service, "/v1/predict", "POST", service.predict, Scope.PREDICT),
     ]
-    app = Starlette(routes=routes)
+    from forget.service.dpo import dpo_routes  # the DPO's pages: session cookies over the same tokens
+
+    app = Starlette(routes=[*routes, *dpo_routes(service)], lifespan=service.lifespan)
     app.state.service = service
     return app

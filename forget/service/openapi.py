@@ -39,8 +39,113 @@ def _secured(scope: str) -> list[dict[str, list[str]]]:
     return [{"bearer": [scope]}]
 
 
+def _html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {}}}
+
+
+def _see_other(where: str) -> dict[str, Any]:
+    return {"description": f"303 See Other: {where}.", "headers": {"Location": {"schema": {"type": "string"}}}}
+
+
+def _dpo_paths() -> dict[str, Any]:
+    """The DPO's HTML pages (forget/service/dpo.py): a browser session, not a bearer token.
+
+    Documented here so that the document lists every route the server has; a page's answers
+    are HTML, and a call without a session is redirected to the login page rather than a 401.
+    """
+    session: list[dict[str, list[str]]] = [{"dpoSession": []}]
+    no_session = _see_other("to /dpo/login when there is no valid session (none, expired, ended or revoked)")
+    form = {
+        "required": True,
+        "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["csrf"]}}},
+    }
+    csrf = _html("The form's CSRF field is missing or wrong.")
+    return {
+        "/dpo": {
+            "get": {
+                "summary": "The DPO's overview: open requests with deadlines, completed ones with certificates, the "
+                "ledger head.",
+                "security": session,
+                "x-scope": "requests:read",
+                "responses": {"200": _html("The page."), "303": no_session},
+            }
+        },
+        "/dpo/requests": {
+            "post": {
+                "summary": "File an erasure request from the page's form (subject_id, note, received_at).",
+                "security": session,
+                "x-scope": "requests:write",
+                "requestBody": form,
+                "responses": {
+                    "303": _see_other(
+                        "to /dpo, with a one-time cookie naming the request filed (or the subject's open one);"
+                        " to /dpo/login without a session"
+                    ),
+                    "403": csrf,
+                    "413": _html("The form is too large."),
+                    "415": _html("Not a form."),
+                    "422": _html("The overview again, with what was wrong; nothing was recorded."),
+                    "429": _html("Too many requests for this token; see Retry-After."),
+                },
+            }
+        },
+        "/dpo/certificates/{request_id}": {
+            "get": {
+                "summary": "A completed request's certificate: HTML (inline), PDF or DSSE JSON (downloads).",
+                "security": session,
+                "x-scope": "certificates:read",
+                "parameters": [
+                    {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "format", "in": "query", "schema": {"enum": ["html", "pdf", "json"], "default": "html"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The certificate.",
+                        "content": {"text/html": {}, "application/pdf": {}, "application/json": {}},
+                    },
+                    "303": no_session,
+                    "404": _html("No such request, or no certificate yet."),
+                    "422": _html("An unknown format."),
+                },
+            }
+        },
+        "/dpo/login": {
+            "get": {
+                "summary": "The login form (sets a short-lived login cookie for its CSRF check).",
+                "responses": {"200": _html("The form."), "303": _see_other("to /dpo when already logged in")},
+            },
+            "post": {
+                "summary": "Exchange a token (admin, or requests:read + requests:write + certificates:read) for a "
+                "session cookie.",
+                "requestBody": form,
+                "responses": {
+                    "303": _see_other("to /dpo, with the session cookie (HttpOnly, SameSite=Strict)"),
+                    "401": _html("The form again: the token is unknown, revoked or mistyped."),
+                    "403": _html("The form again: the token lacks a scope, or the login form expired."),
+                    "413": _html("The form is too large."),
+                    "415": _html("Not a form."),
+                },
+            },
+        },
+        "/dpo/logout": {
+            "post": {
+                "summary": "End the session (its cookie is refused from now on, in this process).",
+                "security": session,
+                "requestBody": form,
+                "responses": {"303": _see_other("to /dpo/login"), "403": csrf},
+            }
+        },
+        "/dpo/style.css": {
+            "get": {
+                "summary": "The pages' stylesheet.",
+                "responses": {"200": {"description": "CSS.", "content": {"text/css": {}}}},
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
-    """The document; `x-scope` names the token scope each operation needs."""
+    """The document; `x-scope` names the token scope each operation needs. Raises nothing."""
     auth = (401, 403)
     return {
         "openapi": "3.1.0",
@@ -50,7 +155,10 @@ def openapi_document() -> dict[str, Any]:
             "description": "Exact unlearning (GDPR Art. 17) with certificates an auditor verifies offline.",
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "dpoSession": {"type": "apiKey", "in": "cookie", "name": "forget_dpo_session"},
+            },
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "Request": {
@@ -220,5 +328,6 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **_dpo_paths(),
         },
     }

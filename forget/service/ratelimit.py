@@ -21,6 +21,7 @@ class RateLimiter:
     """
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        """Raises `ValueError` unless `rate` is above 0 and `burst` at least 1."""
         if rate <= 0 or burst < 1:
             raise ValueError("a rate limit needs rate > 0 and burst >= 1")
         self.rate = rate
@@ -30,7 +31,7 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def allow(self, key: str) -> float:
-        """0.0 if the call may go ahead (and is counted), else the seconds until it could."""
+        """0.0 if the call may go ahead (and is counted), else the seconds until it could; raises nothing."""
         with self._lock:
             now = self._clock()
             bucket = self._buckets.get(key)

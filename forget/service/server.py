@@ -15,6 +15,7 @@ from forget.workspace.core import Workspace
 
 
 def is_loopback(host: str) -> bool:
+    """Whether `host` is `localhost` or a loopback address (IPv4 or IPv6); raises nothing."""
     if host == "localhost":
         return True
     try:
@@ -24,7 +25,10 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, tokens: TokenStore) -> None:
-    """Anything but loopback needs at least one token: an API that erases and predicts is never open."""
+    """Anything but loopback needs at least one token: an API that erases and predicts is never open.
+
+    Raises `WorkspaceError` (exit 3) for a non-loopback host while no token is active.
+    """
     if not is_loopback(host) and not tokens.any_active():
         raise WorkspaceError(
             f"refusing to listen on {host} with no API token: create one with `forget token create` first"
@@ -40,6 +44,11 @@ def serve(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
 ) -> None:
+    """Serve until interrupted (SIGINT, SIGTERM: a running in-process round gets 30 s to finish).
+
+    Raises `MissingExtraError` without the serve extra, `WorkspaceError` for a public address with
+    no token, `InputError` for half a TLS pair, a missing file or an address that cannot be bound.
+    """
     try:
         import uvicorn
 
@@ -68,6 +77,9 @@ def serve(
         listener.bind((host.strip("[]"), port))
     except OSError as error:
         raise InputError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    # Listening before the address is printed: a client that connects at once waits in the backlog
+    # until uvicorn accepts, rather than being refused (seen under load in the tests).
+    listener.listen(2048)
     bound_port = listener.getsockname()[1]
     scheme = "https" if tls_cert else "http"
     # The first line on stdout, flushed: a supervisor or a test learns the port when --port 0 chose it.

@@ -42,6 +42,7 @@ class TokenRecord:
     revoked_at: str | None = None
 
     def allows(self, scope: Scope) -> bool:
+        """Whether the token is active and holds `scope` (or `admin`); raises nothing."""
         return self.revoked_at is None and (scope in self.scopes or Scope.ADMIN in self.scopes)
 
 
@@ -62,22 +63,27 @@ def parse_scopes(values: list[str] | tuple[str, ...]) -> frozenset[Scope]:
 
 
 def check_name(name: str) -> str:
+    """The name, if it has a token name's shape; raises `InputError` otherwise."""
     if not _NAME_SHAPE.fullmatch(name):
         raise InputError("a token name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return name
 
 
 def new_token() -> str:
-    """A fresh secret: the prefix (so that secret scanners can find leaked ones) and 32 random bytes."""
+    """A fresh secret: the prefix (so that secret scanners can find leaked ones) and 32 random bytes.
+
+    Raises nothing.
+    """
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def token_hash(token: str) -> str:
+    """The sha256 stored for a token (256 random bits need no salt); raises `UnicodeEncodeError` for non-ASCII."""
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
 def presented_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer ...` header, if it has a token's shape."""
+    """The token of an `Authorization: Bearer ...` header, if it has a token's shape; raises nothing."""
     if authorization is None:
         return None
     scheme, _, credentials = authorization.partition(" ")
@@ -90,19 +96,32 @@ def presented_token(authorization: str | None) -> str | None:
 class TokenStore(Protocol):
     """Where tokens live: the workspace's database, so every replica of the service sees them."""
 
-    def find(self, token_hash: str) -> TokenRecord | None: ...
+    def find(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, revoked or not; None when there is none. Database errors propagate."""
+        ...
 
-    def add(self, record: TokenRecord) -> None: ...
+    def add(self, record: TokenRecord) -> None:
+        """Store a new token; database errors propagate."""
+        ...
 
-    def all(self) -> list[TokenRecord]: ...
+    def all(self) -> list[TokenRecord]:
+        """Every token, revoked ones included; database errors propagate."""
+        ...
 
-    def revoke(self, token_id: str, when: str) -> bool: ...
+    def revoke(self, token_id: str, when: str) -> bool:
+        """Revoke an active token; False when no active token has this id. Database errors propagate."""
+        ...
 
-    def any_active(self) -> bool: ...
+    def any_active(self) -> bool:
+        """Whether an unrevoked token exists; database errors propagate."""
+        ...
 
 
 def create_token(store: TokenStore, name: str, scopes: frozenset[Scope], now: str) -> tuple[str, TokenRecord]:
-    """A new token and its stored record; the token itself is returned once and kept nowhere."""
+    """A new token and its stored record; the token itself is returned once and kept nowhere.
+
+    Raises `InputError` for a malformed name.
+    """
     token = new_token()
     record = TokenRecord(f"tok_{secrets.token_hex(6)}", check_name(name), scopes, token_hash(token), now)
     store.add(record)
