@@ -132,6 +132,7 @@ class Ledger:
     ) -> list[Entry]:
         """Append (kind, payload) items in the caller's transaction; returns them with their indices."""
         stamp = time or utc_now()
+        store.lock_for_append(connection)  # before the size: the entries' indices come from it
         first = store.size(connection)
         made = [Entry(first + i, kind, stamp, payload) for i, (kind, payload) in enumerate(items)]
         rows = [(e.kind, e.time, e.encode(), request_id_of(e.payload)) for e in made]
@@ -149,7 +150,11 @@ class Ledger:
         With an anchor, first check the log against it (`check_anchor`); the caller copies the new
         head to the anchor after its transaction commits (`anchor_pending`), never before, so a
         crash in between leaves a head that only the database holds, which the next signing heals.
+
+        Signers and appenders queue on one lock first, so the size, the last head and the root
+        read below are one state (on PostgreSQL each statement would otherwise see its own).
         """
+        store.lock_for_append(connection)
         tree_size = store.size(connection)
         # The anchor's check already binds the root to the newest signed head (anchored or not).
         checked = self._check_anchor(connection, tree_size)[1] if self.anchor is not None else None

@@ -269,6 +269,18 @@ def consistency_proof(connection: Connection, old_size: int, tree_size: int) -> 
     return merkle.consistency_proof_from(old_size, tree_size, _Lookup(connection, recorder.ranges))
 
 
+def lock_for_append(connection: Connection) -> None:
+    """Queue concurrent appenders until this transaction ends, before anyone reads the log's size.
+
+    Two transactions that both read size N would both number their entries from N: the entries'
+    payloads would then disagree with their stored index for good. On PostgreSQL a table lock
+    queues them (taking it twice in one transaction is harmless); SQLite's write transactions
+    already hold the database's one write lock from their BEGIN.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE ledger_entries IN SHARE ROW EXCLUSIVE MODE")
+
+
 def append(connection: Connection, rows: Sequence[tuple[str, str, bytes, str | None]]) -> list[int]:
     """Append (kind, time, entry bytes, request id) rows and the subtree hashes they complete; returns
     their indices. The request id is the payload's (`ledger.log.request_id_of`), copied for the index.
@@ -276,9 +288,7 @@ def append(connection: Connection, rows: Sequence[tuple[str, str, bytes, str | N
     Appending leaf i completes the perfect subtree of width 2^h ending at i for every h with
     2^h dividing i+1; its hash needs the left sibling, which is read once per batch at most.
     """
-    if connection.dialect.name == "postgresql":
-        # Concurrent appenders would both take max(seq) + 1; this lock queues them (until commit).
-        connection.exec_driver_sql("LOCK TABLE ledger_entries IN SHARE ROW EXCLUSIVE MODE")
+    lock_for_append(connection)
     start = size(connection)
     known: dict[tuple[int, int], bytes] = {}
     entry_rows: list[tuple[int, str, str, bytes, bytes, str | None]] = []

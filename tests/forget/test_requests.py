@@ -98,3 +98,50 @@ def test_callers_filing_for_one_subject_at_the_same_moment_make_one_request(tmp_
     assert len({request_id for request_id, _ in results}) == 1, results
     assert sum(created for _, created in results) == 1
     assert [e.kind for e in entries(ws, "request.received")] == ["request.received"]
+
+
+def test_filings_for_different_subjects_at_the_same_moment_keep_the_ledger_whole(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent appenders number their entries in turn: each payload's index is its stored index.
+
+    The log's size is read, then both filers meet (a barrier with a timeout): had the size been
+    read before the table lock (as it once was on PostgreSQL), both would number from the same
+    size and the second's entries would disagree with their stored indices for good.
+    """
+    import contextlib
+    import threading
+
+    from ledger import store as ledger_store
+
+    cli(*init_args(tmp_path / "ws", database_url))
+    workspaces = [open_workspace(tmp_path / "ws") for _ in range(2)]
+    meet = threading.Barrier(2, timeout=2)
+    read_size = ledger_store.size
+
+    def size_then_meet(connection: object) -> int:
+        found = read_size(connection)  # type: ignore[arg-type]
+        if threading.current_thread().name.startswith("filer"):
+            # Broken when the other filer waits for the lock this one holds: as it should.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                meet.wait()
+        return found
+
+    monkeypatch.setattr(ledger_store, "size", size_then_meet)
+    failures: list[BaseException] = []
+
+    def file(n: int) -> None:
+        try:
+            file_request(workspaces[n], f"dave-{n}")
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=file, args=(n,), name=f"filer-{n}") for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert failures == []
+    assert len(list_requests(open_workspace(tmp_path / "ws"))) == 2
+    cli("-w", tmp_path / "ws", "ledger", "verify")
