@@ -70,7 +70,8 @@ def test_a_kill_mid_stream_loses_no_acknowledged_request_and_files_none_twice(
         process.kill()
         process.communicate(timeout=30)
     assert not unexpected, unexpected[0]
-    assert killed.is_set() and len(acknowledged) == REQUESTS // 2
+    # Answers already on the wire when the kill landed count as acknowledged too: at least half.
+    assert killed.is_set() and len(acknowledged) >= REQUESTS // 2
 
     stored = cli_json("-w", ws, "status")["requests"]
     ids = [r["request_id"] for r in stored]
