@@ -55,6 +55,12 @@ def latest_note(workspace: Workspace) -> str:
     return head.note
 
 
+def ledger_size(workspace: Workspace) -> int:
+    """How many entries the ledger holds now (one indexed query); raises nothing of its own."""
+    with workspace.datastore.snapshot() as tx:
+        return store.size(tx)
+
+
 def entries(workspace: Workspace, kind: str | None = None) -> Iterator[Entry]:
     """The ledger's entries in log order (only those of `kind` when given), read in one snapshot.
 

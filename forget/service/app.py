@@ -213,11 +213,14 @@ class Service:
 
     def ledger_head(self, request: Request, token: TokenRecord | None) -> Response:
         """GET /v1/ledger/head: the latest signed head as a signed note; 503 before the first."""
-        with self.workspace.datastore.snapshot() as connection:
-            head = self.workspace.ledger.head(connection)
-        if head is None:
-            raise HTTPProblem(503, "the ledger has no signed head yet")
-        return PlainTextResponse(head.note, media_type="text/plain; charset=utf-8")
+        from forget.audit.ledger_view import latest_note
+        from ledger.errors import LedgerError
+
+        try:
+            note = latest_note(self.workspace)
+        except LedgerError:
+            raise HTTPProblem(503, "the ledger has no signed head yet") from None
+        return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
     def predict(self, request: Request, token: TokenRecord | None) -> Response:
         """POST /v1/predict: a label per row from the shards that may answer (`shards` names them).

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from forget.audit.ledger_view import ledger_size
 from forget.data.ingest import encode
 from forget.data.schema import ColumnKind, Schema, canonical_numbers, first_out_of_range
 from forget.erasure.quarantine import AllShardsQuarantinedError, quarantined_shards
@@ -67,10 +68,7 @@ class ServedEnsemble:
         self._config_stamp: tuple[int, int] | None = None
 
     def _log_size(self) -> int:
-        from ledger import store as ledger_store
-
-        with self.workspace.datastore.snapshot() as connection:
-            return ledger_store.size(connection)
+        return ledger_size(self.workspace)
 
     @property
     def quarantined(self) -> frozenset[int]:

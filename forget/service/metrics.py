@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from forget.audit.ledger_view import ledger_size
 from forget.erasure.quarantine import quarantined_shards
 from forget.erasure.requests import ErasureRequest, RequestState
 from forget.workspace.core import Workspace
@@ -25,8 +26,6 @@ class _WorkspaceCollector(Collector):
         self.workspace = workspace
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from ledger import store as ledger_store
-
         ws = self.workspace
         now = datetime.now(UTC)
         requests = [ErasureRequest.from_row(row) for row in ws.datastore.find_requests()]
@@ -54,9 +53,7 @@ class _WorkspaceCollector(Collector):
             "Shards left out of every prediction until open erasure requests retrain them.",
             len(quarantined_shards(ws)),
         )
-        with ws.datastore.snapshot() as connection:
-            size = ledger_store.size(connection)
-        yield GaugeMetricFamily("forget_ledger_entries", "Entries in the ledger.", size)
+        yield GaugeMetricFamily("forget_ledger_entries", "Entries in the ledger.", ledger_size(ws))
 
 
 class ServiceMetrics:
