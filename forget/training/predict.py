@@ -63,11 +63,12 @@ def serving_digests(workspace: Workspace) -> dict[int, str]:
     `NotTrainedError` (exit 3) for a shard that may answer but is not trained to its last slice,
     and `CheckpointLineageError` (exit 1) for any shard's row the ledger does not back.
     """
-    shards = serving_shards(workspace)
     last = workspace.config.slices - 1
-    # Every shard's row is checked against the ledger, the quarantined ones too: a tampered table
-    # is refused (exit 1) whether or not the shard it names answers now.
+    # Every shard's row is checked against the ledger, the quarantined ones too and before the
+    # quarantine is consulted: a tampered table is refused (exit 1) whether or not the shard it
+    # names answers now, even when open requests leave no shard to answer.
     existing = current_checkpoints(workspace, [(s, last) for s in range(workspace.config.shards)])
+    shards = serving_shards(workspace)
     missing = [s for s in shards if (s, last) not in existing]
     if missing:
         raise NotTrainedError(

@@ -8,6 +8,7 @@ naming the shard and slice.
 
 from __future__ import annotations
 
+import csv
 import shutil
 import signal
 from dataclasses import dataclass
@@ -149,6 +150,29 @@ def test_a_pre_erasure_checkpoint_put_back_is_refused_by_every_command_that_woul
     refused(ws, "ledger", "verify", shard=shard, slice_=LAST)
     refused(ws, "audit", "replay", request_id, shard=shard, slice_=LAST)
     refused(ws, "run", shard=shard, slice_=LAST)
+
+
+def test_a_put_back_checkpoint_is_refused_even_when_open_requests_quarantine_every_shard(
+    erased: Erased, tmp_path: Path
+) -> None:
+    """Tampering is named (exit 1) before the quarantine is (exit 3): it must not hide behind it."""
+    ws, shard = erased.ws, erased.shard
+    workspace = open_workspace(ws)
+    with open(tmp_path / "all.csv", newline="") as file:
+        subjects = {row["subject"] for row in csv.DictReader(file)} - set(ERASED)
+    keys = {workspace.pseudonymiser.subject(subject): subject for subject in sorted(subjects)}
+    placed = workspace.datastore.records_of_subjects(list(keys))
+    one_per_shard: dict[int, str] = {}
+    for key, records in placed.items():
+        for placement in workspace.datastore.placements_of(records).values():
+            one_per_shard.setdefault(placement[0], keys[key])
+    assert sorted(one_per_shard) == [0, 1, 2, 3]
+    for subject in one_per_shard.values():
+        cli("-w", ws, "request", "--subject-id", subject)
+    write_tabular_csv(tmp_path / "new.csv", rows=30, seed=11)
+    assert "all 4 shards are quarantined" in cli("-w", ws, "predict", tmp_path / "new.csv", expect=3).stderr
+    put_back(erased, shard, LAST)
+    refused(ws, "predict", tmp_path / "new.csv", shard=shard, slice_=LAST)
 
 
 def test_train_refuses_to_resume_from_a_pre_erasure_checkpoint(erased: Erased) -> None:
