@@ -64,6 +64,7 @@ class FakeStore:
         self.checkpoints: dict[tuple[int, int], str] = {}
         self.requests: dict[str, RequestRow] = {}
         self.pin_rows: dict[str, str] = dict(pins or {})
+        self.statistics: dict[tuple[str, str, int], int] | None = None
         self.entries: list[StoredEntry] = []
         """The ledger's entries, appended by `FakeLedger`."""
         self.heads: list[StoredHead] = []
@@ -74,7 +75,7 @@ class FakeStore:
 
     def _state(self) -> tuple[Any, ...]:
         return (copy.copy(self.records), copy.copy(self.checkpoints), copy.copy(self.requests),
-                copy.copy(self.pin_rows), len(self.entries), len(self.heads))  # fmt: skip
+                copy.copy(self.pin_rows), copy.copy(self.statistics), len(self.entries), len(self.heads))  # fmt: skip
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -83,8 +84,9 @@ class FakeStore:
         try:
             yield cast(Transaction, tx)
         except BaseException:
-            records, checkpoints, requests, pins, entries, heads = saved
+            records, checkpoints, requests, pins, statistics, entries, heads = saved
             self.records, self.checkpoints, self.requests, self.pin_rows = records, checkpoints, requests, pins
+            self.statistics = statistics
             del self.entries[entries:], self.heads[heads:]
             raise
         finally:
@@ -158,7 +160,8 @@ class FakeStore:
     def placements_of(self, record_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         return {key: (self.records[key].shard, self.records[key].slice) for key in record_keys if key in self.records}
 
-    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]:
+    def records_of_subjects(self, subject_keys: Sequence[str], tx: Transaction | None = None) -> dict[str, list[str]]:
+        self._reading(tx)
         wanted = set(subject_keys)
         found: dict[str, list[str]] = {}
         for key in sorted(self.records):
@@ -169,6 +172,18 @@ class FakeStore:
     def delete_records(self, tx: Transaction, record_keys: Sequence[str]) -> int:
         self._writing(tx)
         return sum(self.records.pop(key, None) is not None for key in record_keys)
+
+    def read_records(self, tx: Transaction, record_keys: Sequence[str]) -> list[StoredRecord]:
+        self._reading(tx)
+        return [self.records[key] for key in sorted(set(record_keys)) if key in self.records]
+
+    def schema_statistics(self, tx: Transaction) -> dict[tuple[str, str, int], int] | None:
+        self._reading(tx)
+        return dict(self.statistics) if self.statistics is not None else None
+
+    def write_schema_statistics(self, tx: Transaction, counts: Mapping[tuple[str, str, int], int] | None) -> None:
+        self._writing(tx)
+        self.statistics = dict(counts) if counts else None
 
     def shard_counts(self) -> dict[int, int]:
         counts: dict[int, int] = {}

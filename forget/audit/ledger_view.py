@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from forget.data.statistics import verify_statistics
 from forget.erasure.reconcile import reconcile_requests
 from forget.training.trust import verify_checkpoint_table
 from forget.workspace.core import Workspace
@@ -118,10 +119,12 @@ def export(workspace: Workspace, out: IO[str]) -> int:
 def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
     """Verify the whole log, and against a head kept outside the database when one is given; then
     that the mutable tables agree with it: each checkpoints row is the lineage's current checkpoint
-    and each requests row what its request entries say (one snapshot for all of it).
+    and each requests row what its request entries say; and that the schema rule's kept counts are
+    those of the stored records (forget.data.statistics), all in one snapshot.
 
     Raises `ledger.errors.VerificationError` or `CheckpointLineageError` (exit 1) naming the
-    first thing that does not check out, and `RequestMismatchError` (exit 1) for a request row the log contradicts.
+    first thing that does not check out, `RequestMismatchError` (exit 1) for a request row the log
+    contradicts, and `StatisticsMismatchError` (exit 1) for kept counts the records contradict.
     """
     ledger, datastore = workspace.ledger, workspace.datastore  # opened first: they may read the database
     with datastore.snapshot() as tx:
@@ -130,6 +133,8 @@ def verify(workspace: Workspace, kept_head: str | None = None) -> VerifyReport:
             ledger.verify_against(tx, kept_head)
         verify_checkpoint_table(workspace, tx)
         reconcile_requests(workspace, tx)
+        if workspace.config.schema is not None:
+            verify_statistics(workspace.config.schema, datastore, tx)
     return report
 
 

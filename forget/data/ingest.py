@@ -38,6 +38,7 @@ from forget.data.schema import (
     encode_numbers,
     first_out_of_range,
 )
+from forget.data.statistics import record_ingest
 from forget.errors import InputError
 from forget.store.checkpoints import purge_unreferenced
 from forget.store.interface import StoredRecord
@@ -544,9 +545,23 @@ def _ingest_file(
         if slice_ < earliest.get(shard, slice_ + 1):
             earliest[shard] = slice_
 
+    # The records these subjects held before, for the schema rule's counts (forget.data.statistics).
+    earlier = (
+        []
+        if new_schema
+        else [k for keys in store.records_of_subjects(sorted(set(subject_keys))).values() for k in keys]
+    )
     stale: list[str] = []
     try:
         with store.transaction() as tx:
+            record_ingest(
+                store,
+                tx,
+                schema,
+                (subject_keys, np.asarray(labels, dtype=np.int64), features),
+                first=new_schema,
+                earlier=earlier,
+            )
             store.insert_records(tx, rows)
             workspace.ledger.append(
                 tx,

@@ -33,13 +33,15 @@ import tomli_w
 from forget.data.schema import (
     ColumnKind,
     ColumnValues,
+    RuleCounts,
     Schema,
     decode_numbers,
-    derive_schema,
+    derive_from_counts,
     encode_numbers,
     record_content,
     schema_changes,
 )
+from forget.data.statistics import RECORDS_KEY, encoded_counts, keep_counts, kept_counts, rule_counts
 from forget.errors import InputError, WorkspaceError
 from forget.store.checkpoints import purge_unreferenced
 from forget.store.interface import StoredRecord
@@ -153,15 +155,15 @@ def _decode(schema: Schema, retained: _Retained) -> tuple[ColumnValues, dict[str
 
 
 def derive_retained_schema(workspace: Workspace) -> Schema:
-    """The schema the rule makes of the records the workspace holds now."""
+    """The schema the rule makes of the records the workspace holds now (read in full)."""
     schema = _current(workspace)
     retained = _read_retained(workspace, schema)
-    return _derive(workspace, schema, _decode(schema, retained)[0])
+    return _derive(workspace, schema, _decode(schema, retained)[0].counts())
 
 
-def _derive(workspace: Workspace, schema: Schema, data: ColumnValues) -> Schema:
+def _derive(workspace: Workspace, schema: Schema, counts: RuleCounts) -> Schema:
     try:
-        return derive_schema(schema, data, workspace.config.min_subjects)
+        return derive_from_counts(schema, counts, workspace.config.min_subjects)
     except InputError as error:  # one class left, or an image shape the new width no longer fills
         raise SchemaRuleError(
             f"the retained records cannot keep a schema: {error}; the erasure itself is done, but the models"
@@ -180,7 +182,9 @@ def rederive_after_erasure(workspace: Workspace, run_id: str | None = None) -> S
     """Re-derive the schema from the retained records and log it; re-encode everything if it changed.
 
     Call it after the erased records are deleted and before retraining (under the job lock): on a
-    change every checkpoint is dropped, so the retraining that follows covers every shard.
+    change every checkpoint is dropped, so the retraining that follows covers every shard. The
+    rule reads the counts the data store keeps (forget.data.statistics), not the records; only a
+    change, or a store without counts, reads every record (and a change is decided on them).
 
     Raises `WorkspaceError` (exit 3) before anything was ingested, or when forget.toml's schema is
     not the one the ledger logged; `SchemaRuleError` (exit 3) when the retained data supports no
@@ -190,26 +194,53 @@ def rederive_after_erasure(workspace: Workspace, run_id: str | None = None) -> S
         raise WorkspaceError("the workspace has no schema: nothing was ingested")
     _sync_with_ledger(workspace)
     schema = _current(workspace)
-    retained = _read_retained(workspace, schema)
-    data, slots = _decode(schema, retained)
-    new = _derive(workspace, schema, data)
+    store = workspace.datastore
+    with store.snapshot() as tx:
+        counts = kept_counts(store, tx, schema)
+    retained = None
+    if counts is None:
+        retained = _read_retained(workspace, schema)
+        counts = encoded_counts(schema, retained.subject_keys, retained.labels, retained.features)
+    new = _derive(workspace, schema, rule_counts(schema, counts))
     before, after = schema_digest(schema), schema_digest(new)
-    entry = SchemaRederived(
+    if after == before:
+        records = counts[RECORDS_KEY]
+        with store.transaction() as tx:
+            if retained is not None:
+                keep_counts(store, tx, schema, counts)
+            workspace.ledger.append(tx, [_entry(workspace, run_id, new, records, before, after).entry()])
+        return SchemaCheck(False, after, before, records)
+    # A change retrains every shard: decide it on the records themselves, never on the counts alone.
+    if retained is None:
+        retained = _read_retained(workspace, schema)
+    data, slots = _decode(schema, retained)
+    new = _derive(workspace, schema, data.counts())
+    after = schema_digest(new)
+    records = len(retained.record_keys)
+    entry = _entry(workspace, run_id, new, records, before, after)
+    if after == before:  # the kept counts were not the records': count them again
+        with store.transaction() as tx:
+            keep_counts(store, tx, schema, encoded_counts(schema, retained.subject_keys, retained.labels,
+                                                          retained.features))  # fmt: skip
+            workspace.ledger.append(tx, [entry.entry()])
+        return SchemaCheck(False, after, before, records)
+    changes = tuple(schema_changes(schema, new))
+    _install(workspace, schema, new, retained, data, slots, replace(entry, changes=changes))
+    return SchemaCheck(True, after, before, records, changes)
+
+
+def _entry(
+    workspace: Workspace, run_id: str | None, new: Schema, records: int, before: str, after: str
+) -> SchemaRederived:
+    return SchemaRederived(
         run_id=run_id,
         rule=new.to_dict()["rule"],
         min_subjects=workspace.config.min_subjects,
-        records=len(retained.record_keys),
+        records=records,
         previous_sha256=before,
         schema_sha256=after,
         changed=after != before,
     )
-    if after == before:
-        with workspace.datastore.transaction() as tx:
-            workspace.ledger.append(tx, [entry.entry()])
-        return SchemaCheck(False, after, before, len(retained.record_keys))
-    changes = tuple(schema_changes(schema, new))
-    _install(workspace, schema, new, retained, data, slots, replace(entry, changes=changes))
-    return SchemaCheck(True, after, before, len(retained.record_keys), changes)
 
 
 def _reencode(
@@ -281,6 +312,8 @@ def _install(
         before = store.checkpoint_map(tx)
         store.delete_records(tx, retained.record_keys)
         store.insert_records(tx, rows)
+        labels = np.asarray(classes, dtype=np.int64)
+        keep_counts(store, tx, new, encoded_counts(new, retained.subject_keys, labels, features))
         rewinds = []
         for shard in range(config.shards):
             dropped = store.drop_checkpoints(tx, shard, 0)

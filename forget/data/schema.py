@@ -293,30 +293,64 @@ def record_content(features: Float32Array, class_index: int) -> bytes:
 # -- the rule ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RuleCounts:
+    """Everything the rule reads of the data, as counts: the rule is a function of these alone.
+
+    Distinct-subject counts per value (erasing a subject takes exactly one from each value it
+    held, since every record of the subject goes) and row counts per magnitude bucket (the
+    0.9-quantile's bucket is found by walking them). forget.data.statistics keeps them in the
+    data store, so an erasure re-derives the schema without reading the retained records.
+    """
+
+    labels: Mapping[str | None, int]
+    """Distinct subjects per label; None for the rows already in `(other)`."""
+    categories: Mapping[str, Mapping[str | None, int]]
+    """Per derived categorical column: distinct subjects per value; None for "other"."""
+    magnitudes: Mapping[str, Mapping[int, int]]
+    """Per derived numeric column: rows per `magnitude_bucket` of the canonical values."""
+
+
+ZERO_BUCKET = -MAX_EXPONENT - 1
+"""The bucket of 0: below every other, since |v| orders the buckets (and 0's exponent is 0)."""
+
+
+def magnitude_bucket(magnitude: float) -> int:
+    """`nearest_power_exponent`, with 0 in a bucket of its own below the others: non-decreasing in
+    the magnitude, so the bucket of the q-th smallest magnitude is where the counts reach q."""
+    return ZERO_BUCKET if magnitude == 0 else nearest_power_exponent(magnitude)
+
+
+def holder_counts(values: Sequence[str | None], subjects: Sequence[str]) -> dict[str | None, int]:
+    """How many distinct subjects hold each value (None, already "other", counts as any value)."""
+    counts: dict[str | None, int] = {}
+    for value, _ in set(zip(values, subjects, strict=True)):
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def kept_of_counts(counts: Mapping[str | None, int], min_subjects: int) -> tuple[str, ...]:
+    """The values at least `min_subjects` distinct subjects hold, sorted; None (already "other") never counts."""
+    return tuple(sorted(value for value, holders in counts.items() if value is not None and holders >= min_subjects))
+
+
 def kept_values(values: Sequence[str | None], subjects: Sequence[str], min_subjects: int) -> tuple[str, ...]:
     """The values at least `min_subjects` distinct subjects hold, sorted; None (already "other") never counts."""
-    holders: dict[str, set[str]] = {}
-    kept: set[str] = set()
-    for value, subject in zip(values, subjects, strict=True):
-        if value is None or value in kept:
-            continue
-        seen = holders.setdefault(value, set())
-        seen.add(subject)
-        if len(seen) >= min_subjects:
-            kept.add(value)
-            del holders[value]
-    return tuple(sorted(kept))
+    return kept_of_counts(holder_counts(values, subjects), min_subjects)
 
 
-def derive_labels(values: Sequence[str | None], subjects: Sequence[str], min_subjects: int) -> tuple[str, ...]:
+def labels_of_counts(counts: Mapping[str | None, int], min_subjects: int) -> tuple[str, ...]:
     """The kept classes, sorted, then `(other)` if any row's label is not kept.
 
     Raises `TooFewClassesError` (an `InputError`, exit 2) when fewer than two classes are held by k subjects.
     """
-    plain = [None if value == OTHER_LABEL else value for value in values]
-    kept = kept_values(plain, subjects, min_subjects)
+    plain: dict[str | None, int] = {}
+    for value, holders in counts.items():
+        key = None if value == OTHER_LABEL else value
+        plain[key] = max(plain.get(key, 0), holders)  # presence is what (other) needs, not a sum
+    kept = kept_of_counts(plain, min_subjects)
     known = set(kept)
-    labels = (*kept, OTHER_LABEL) if any(value not in known for value in plain) else kept
+    labels = (*kept, OTHER_LABEL) if any(v not in known and n > 0 for v, n in plain.items()) else kept
     if len(labels) < 2:
         raise TooFewClassesError(
             f"fewer than two label classes are held by at least {min_subjects} subjects each"
@@ -324,6 +358,46 @@ def derive_labels(values: Sequence[str | None], subjects: Sequence[str], min_sub
             " needs two: add data, or lower min_subjects_per_category"
         )
     return labels
+
+
+def derive_labels(values: Sequence[str | None], subjects: Sequence[str], min_subjects: int) -> tuple[str, ...]:
+    """The kept classes, sorted, then `(other)` if any row's label is not kept (`labels_of_counts`)."""
+    plain = [None if value == OTHER_LABEL else value for value in values]
+    return labels_of_counts(holder_counts(plain, subjects), min_subjects)
+
+
+def exponent_of_buckets(buckets: Mapping[int, int]) -> int:
+    """The scale exponent from rows per magnitude bucket: `scale_exponent` without the values."""
+    count = sum(buckets.values())
+    if count == 0:
+        return 0
+    index = (QUANTILE[0] * (count - 1)) // QUANTILE[1]
+    seen = 0
+    for bucket in sorted(buckets):
+        seen += buckets[bucket]
+        if seen > index:
+            return 0 if bucket == ZERO_BUCKET else bucket
+    raise AssertionError("the walk ends in the last bucket")  # pragma: no cover
+
+
+def magnitude_counts(canonical: FloatArray) -> dict[int, int]:
+    """Rows per `magnitude_bucket` of canonical values (`canonical_numbers`)."""
+    import numpy as np
+
+    buckets = magnitude_buckets(np.asarray(canonical, dtype=np.float64))
+    found, counts = np.unique(buckets, return_counts=True)
+    return {int(b): int(n) for b, n in zip(found.tolist(), counts.tolist(), strict=True)}
+
+
+def magnitude_buckets(canonical: FloatArray) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """`magnitude_bucket` of each canonical value, vectorised (the same decision, on |v|^2, exact)."""
+    import numpy as np
+
+    magnitude = np.abs(np.asarray(canonical, dtype=np.float64))
+    _, exponent = np.frexp(magnitude * magnitude)
+    buckets: np.ndarray[Any, np.dtype[np.int64]] = np.clip(exponent.astype(np.int64) // 2, -MAX_EXPONENT, MAX_EXPONENT)
+    buckets[magnitude == 0] = ZERO_BUCKET
+    return buckets
 
 
 @dataclass(frozen=True)
@@ -339,6 +413,15 @@ class ColumnValues:
     texts: Mapping[str, Sequence[str | None]]
     """Each derived categorical column's values; None for a row already in "other"."""
 
+    def counts(self) -> RuleCounts:
+        """What the rule reads of these values (`RuleCounts`)."""
+        labels = [None if value == OTHER_LABEL else value for value in self.labels]
+        return RuleCounts(
+            labels=holder_counts(labels, self.subjects),
+            categories={name: holder_counts(texts, self.subjects) for name, texts in self.texts.items()},
+            magnitudes={name: magnitude_counts(values) for name, values in self.numbers.items()},
+        )
+
 
 def derive_schema(template: Schema, data: ColumnValues, min_subjects: int) -> Schema:
     """The schema the rule makes of `data`, keeping the template's columns, kinds and declared parts.
@@ -349,6 +432,14 @@ def derive_schema(template: Schema, data: ColumnValues, min_subjects: int) -> Sc
     Raises `InputError` (exit 2) for `min_subjects` below 1, and `TooFewClassesError` when fewer than
     two label classes are kept.
     """
+    return derive_from_counts(template, data.counts(), min_subjects)
+
+
+def derive_from_counts(template: Schema, counts: RuleCounts, min_subjects: int) -> Schema:
+    """The schema the rule makes of data with these counts (`derive_schema` reads them of values).
+
+    Raises what `derive_schema` raises.
+    """
     if min_subjects < 1:
         raise InputError(f"min_subjects_per_category must be at least 1 (got {min_subjects})")
     features = []
@@ -356,15 +447,15 @@ def derive_schema(template: Schema, data: ColumnValues, min_subjects: int) -> Sc
         if column.declared:
             features.append(column)
         elif column.kind is ColumnKind.NUMERIC:
-            exponent = scale_exponent(data.numbers[column.name])
+            exponent = exponent_of_buckets(counts.magnitudes.get(column.name, {}))
             features.append(FeatureColumn(column.name, column.kind, scale=math.ldexp(1.0, exponent)))
         else:
-            kept = kept_values(data.texts[column.name], data.subjects, min_subjects)
+            kept = kept_of_counts(counts.categories.get(column.name, {}), min_subjects)
             features.append(FeatureColumn(column.name, column.kind, categories=kept))
     flat = template.input_shape in ((), (template.width,))
     schema = replace(
         template,
-        labels=derive_labels(data.labels, data.subjects, min_subjects),
+        labels=labels_of_counts(counts.labels, min_subjects),
         features=tuple(features),
         input_shape=() if flat else template.input_shape,
     )

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from forget.data.statistics import record_removal
 from forget.errors import ErasureError
 from forget.store.checkpoints import checkpoint_store
 from forget.training.lineage import slice_manifests
@@ -85,6 +86,8 @@ def delete_and_rewind(workspace: Workspace, plan: ErasurePlan, run_id: str, part
                 connection, part.request_id, records_erased=part.records, shards=json.dumps(list(part.shards))
             )
         before = store.checkpoint_map(connection)
+        if workspace.config.schema is not None:
+            record_removal(store, connection, workspace.config.schema, plan.record_keys)
         store.delete_records(connection, plan.record_keys)
         stale: list[str] = []
         rewinds: dict[int, PlannedRewind] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,16 @@ requests = sa.Table(
 OPEN_REQUEST_INDEX = "uq_requests_open_subject"
 """At most one pending or running request per subject (migration 0005): filing is idempotent even
 when two callers file for the same subject at once."""
+
+schema_statistics = sa.Table(
+    "schema_statistics",
+    metadata,
+    sa.Column("part", sa.String(16), primary_key=True),
+    sa.Column("column_name", sa.Text, primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+"""The schema rule's counts (forget.data.statistics): a cache of the records, verified by `ledger verify`."""
 
 workspace_pins = sa.Table(
     "workspace_pins",
@@ -272,10 +282,19 @@ class DataStore:
                 found.update({key: (shard, slice_) for key, shard, slice_ in connection.execute(query)})
         return found
 
-    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]:
+    @contextmanager
+    def _reader(self, tx: Transaction | None) -> Iterator[Transaction]:
+        """`tx` itself when given, else a connection of its own for the block."""
+        if tx is not None:
+            yield tx
+            return
+        with self.engine.connect() as own:
+            yield own
+
+    def records_of_subjects(self, subject_keys: Sequence[str], tx: Transaction | None = None) -> dict[str, list[str]]:
         """Each subject's stored record keys, in key order; a subject without records is absent."""
         found: dict[str, list[str]] = {}
-        with self.engine.connect() as connection:
+        with self._reader(tx) as connection:
             for chunk in _chunks(subject_keys, 500):
                 query = (
                     sa.select(records.c.subject_key, records.c.record_key)
@@ -292,6 +311,39 @@ class DataStore:
         for chunk in _chunks(record_keys, 500):
             deleted += tx.execute(records.delete().where(records.c.record_key.in_(chunk))).rowcount
         return deleted
+
+    def read_records(self, tx: Transaction, record_keys: Sequence[str]) -> list[StoredRecord]:
+        """The stored records among `record_keys`, in key order, read in `tx`."""
+        found: list[StoredRecord] = []
+        for chunk in _chunks(sorted(set(record_keys)), 500):
+            query = sa.select(records).where(records.c.record_key.in_(chunk)).order_by(records.c.record_key)
+            found.extend(
+                StoredRecord(
+                    row.record_key, row.subject_key, int(row.shard), int(row.slice), int(row.label), bytes(row.features)
+                )  # fmt: skip
+                for row in tx.execute(query)
+            )
+        return found
+
+    def schema_statistics(self, tx: Transaction) -> dict[tuple[str, str, int], int] | None:
+        """The kept counts; None when none are kept (no record-count row)."""
+        table = schema_statistics
+        counts = {
+            (str(part), str(name), int(bucket)): int(count)
+            for part, name, bucket, count in tx.execute(
+                sa.select(table.c.part, table.c.column_name, table.c.bucket, table.c.count)
+            )
+        }
+        return counts if ("records", "", 0) in counts else None
+
+    def write_schema_statistics(self, tx: Transaction, counts: Mapping[tuple[str, str, int], int] | None) -> None:
+        """Replace the kept counts in `tx`; None drops them."""
+        tx.execute(schema_statistics.delete())
+        if counts:
+            tx.execute(
+                schema_statistics.insert(),
+                [{"part": p, "column_name": c, "bucket": b, "count": n} for (p, c, b), n in counts.items()],
+            )
 
     def shard_counts(self) -> dict[int, int]:
         """Records per shard; a shard without records is absent."""

@@ -15,7 +15,7 @@ requests, pins and locks, and two context managers that hand out a `Transaction`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -158,12 +158,26 @@ class Store(Protocol):
         """The (shard, slice) of each stored record among `record_keys`."""
         ...
 
-    def records_of_subjects(self, subject_keys: Sequence[str]) -> dict[str, list[str]]:
-        """Each subject's stored record keys; a subject without records is absent."""
+    def records_of_subjects(self, subject_keys: Sequence[str], tx: Transaction | None = None) -> dict[str, list[str]]:
+        """Each subject's stored record keys (in `tx` when given); a subject without records is absent."""
         ...
 
     def delete_records(self, tx: Transaction, record_keys: Sequence[str]) -> int:
         """Delete records in `tx`; returns how many were deleted."""
+        ...
+
+    def read_records(self, tx: Transaction, record_keys: Sequence[str]) -> list[StoredRecord]:
+        """The stored records among `record_keys`, in key order, read in `tx`."""
+        ...
+
+    # -- the schema rule's counts (forget.data.statistics) ----------------------------------
+
+    def schema_statistics(self, tx: Transaction) -> dict[tuple[str, str, int], int] | None:
+        """The kept counts, (part, column, bucket) to count; None when none are kept."""
+        ...
+
+    def write_schema_statistics(self, tx: Transaction, counts: Mapping[tuple[str, str, int], int] | None) -> None:
+        """Replace the kept counts in `tx`; None drops them (the next use counts the records again)."""
         ...
 
     def shard_counts(self) -> dict[int, int]:

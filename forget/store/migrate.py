@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from forget.errors import WorkspaceError
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The newest migration; a test checks it against Alembic's script directory."""
 
 MIGRATIONS = Path(__file__).parent / "migrations"

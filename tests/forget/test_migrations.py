@@ -54,7 +54,7 @@ def engine(database_url: str, tmp_path: Path) -> Iterator[Engine]:
 
 
 def test_the_head_revision_is_the_scripts_head() -> None:
-    assert ScriptDirectory.from_config(_config()).get_current_head() == HEAD_REVISION == "0005"
+    assert ScriptDirectory.from_config(_config()).get_current_head() == HEAD_REVISION == "0006"
 
 
 ITEMS: list[tuple[str, dict[str, Any]]] = [
