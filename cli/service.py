@@ -19,44 +19,68 @@ commands.add_typer(token_app, name="token")
 @commands.command()
 @reports_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: any free port, printed on the first line).")] = 8080,
-    device: Annotated[DeviceChoice, typer.Option(help="auto: CUDA when present, else the CPU.")] = DeviceChoice.AUTO,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default 127.0.0.1); anything but loopback needs a token.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default 8080; 0: any free port, printed on the first line).")
+    ] = None,
+    device: Annotated[
+        DeviceChoice | None, typer.Option(help="auto (the default): CUDA when present, else the CPU.")
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain, to serve HTTPS directly.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
-    request_rate: Annotated[float, typer.Option(help="POST /v1/requests per second per token (sustained).")] = 5.0,
-    request_burst: Annotated[int, typer.Option(help="POST /v1/requests at once per token.")] = 50,
+    request_rate: Annotated[
+        float | None, typer.Option(help="POST /v1/requests per second per token, sustained (default 5).")
+    ] = None,
+    request_burst: Annotated[int | None, typer.Option(help="POST /v1/requests at once per token (default 50).")] = None,
     run_after_request: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--run-after-request/--no-run-after-request",
-            help="Run due erasures in-process right after each accepted request (under `forget run`'s lock).",
+            help="Run due erasures in-process right after each accepted request, under `forget run`'s lock"
+            " (default on).",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     run_every: Annotated[
-        float, typer.Option(help="Also run due erasures in-process every SECONDS (0: no schedule).", metavar="SECONDS")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Also run due erasures in-process every SECONDS (default 0: no schedule).", metavar="SECONDS"
+        ),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (requests, certificates, ledger head, predictions, metrics) until interrupted."""
-    from forget.service.server import serve as run_server
-    from forget.service.settings import ServiceSettings
-    from forget.store.tokens import token_store
+    """Serve the HTTP API (requests, certificates, ledger head, predictions, metrics) until interrupted.
 
-    if not 0 <= port <= 65535:
+    Every option left out takes its value from forget.toml's \\[service] table, if it has the key.
+    """
+    from forget.service.server import serve as run_server
+    from forget.service.settings import resolve
+    from forget.store.tokens import token_store
+    from forget.workspace.config import ServiceDefaults
+
+    if port is not None and not 0 <= port <= 65535:
         raise typer.BadParameter("--port must be 0 to 65535")
-    if request_rate <= 0 or request_burst < 1:
+    if (request_rate is not None and request_rate <= 0) or (request_burst is not None and request_burst < 1):
         raise typer.BadParameter("--request-rate must be above 0 and --request-burst at least 1")
-    if run_every < 0:
+    if run_every is not None and run_every < 0:
         raise typer.BadParameter("--run-every must be 0 (no schedule) or more seconds")
     ws = workspace(signing=True)
-    settings = ServiceSettings(
-        device=device.value,
+    given = ServiceDefaults(
+        host=host,
+        port=port,
+        device=device.value if device is not None else None,
+        tls_cert=str(tls_cert) if tls_cert is not None else None,
+        tls_key=str(tls_key) if tls_key is not None else None,
         request_rate=request_rate,
         request_burst=request_burst,
-        run_every=run_every or None,
         run_after_request=run_after_request,
+        run_every=run_every,
     )
-    run_server(ws, token_store(ws.datastore), host, port, settings, tls_cert, tls_key)
+    listening, settings = resolve(given, ws.config.service, ws.root)
+    run_server(
+        ws, token_store(ws.datastore), listening.host, listening.port, settings, listening.tls_cert, listening.tls_key
+    )
 
 
 @token_app.command("create")

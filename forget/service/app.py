@@ -5,6 +5,11 @@ scope (401 without a valid token, 403 with the wrong scope). Handlers are plain 
 Starlette runs them in its thread pool, since the work they do (the database, torch) blocks.
 No log line and no error body carries a raw subject id: a request is named by its id.
 
+Errors leave by family: every handler runs inside `forget.errors.translated()`, and one table
+(forget.service.problems) gives each family its status: bad input 422, an unknown request 404, a
+held job lock 409, a workspace that cannot answer now 503, a failed verification 500 with a
+"verification failed: ..." body; anything else is a bug, 500 with a generic body, and logged.
+
 A filed request quarantines its subject's shards at once (forget.erasure.quarantine): the next
 prediction answers without them. With in-process runs on (`--run-every`, `--run-after-request`),
 a background thread (forget.service.runner) carries the requests out, started and stopped with
@@ -27,18 +32,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from forget.erasure.requests import (
-    ErasureRequest,
-    RequestState,
-    UnknownRequestError,
-    file_request,
-    get_request,
-    parse_time,
-)
-from forget.errors import ForgetError, InputError, JobLockedError
+from forget.erasure import requests as intake
+from forget.erasure.requests import ErasureRequest, RequestState, file_request, get_request, parse_time
+from forget.errors import ForgetError, InputError, VerificationFailedError, as_forget_error, one_line, translated
 from forget.service.ensemble import ServedEnsemble
 from forget.service.metrics import ServiceMetrics
 from forget.service.openapi import openapi_document
+from forget.service.problems import INTERNAL_MESSAGE, INTERNAL_STATUS, HTTPProblem, error_body, http_status, log_bug
 from forget.service.ratelimit import RateLimiter
 from forget.service.runner import ErasureRunner
 from forget.service.settings import ServiceSettings
@@ -52,25 +52,7 @@ MAX_BODY = 1 << 20
 MAX_ROWS = 10_000
 
 
-class HTTPProblem(Exception):
-    """An answer other than 2xx that is not one of our errors (bad JSON, a missing token, a limit)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        """An HTTP status, a one-line message (never a subject id), and extra headers; raises nothing."""
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
-
-
-def _status_of(error: ForgetError) -> int:
-    if isinstance(error, UnknownRequestError):
-        return 404
-    if isinstance(error, InputError):
-        return 422
-    if isinstance(error, JobLockedError):
-        return 409
-    return 503  # the workspace, its database or its models are not usable now
-
+__all__ = ["HTTPProblem", "Service", "create_app"]
 
 Handler = Callable[[Request, TokenRecord | None], Response]
 
@@ -124,12 +106,17 @@ class Service:
         return JSONResponse({"status": "ok"})
 
     def readyz(self, request: Request, token: TokenRecord | None) -> Response:
-        """GET /readyz: the database and the models are usable; 503 with the reason when not."""
+        """GET /readyz: the database and the models are usable; 503 with the reason when not.
+
+        Any family makes it 503 here (a failed verification too: a replica that cannot trust its
+        evidence must not take traffic); a bug still escapes as 500.
+        """
         try:
-            self.workspace.datastore.check_schema()
-            self.ensemble.refresh()
+            with translated():
+                self.workspace.datastore.check_schema()
+                self.ensemble.refresh()
         except ForgetError as error:
-            return JSONResponse({"status": "not ready", "reason": str(error)}, status_code=503)
+            return JSONResponse({"status": "not ready", "reason": error_body(error)["error"]}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     def openapi(self, request: Request, token: TokenRecord | None) -> Response:
@@ -154,6 +141,7 @@ class Service:
         subject_id = body.get("subject_id")
         if not isinstance(subject_id, str):
             raise HTTPProblem(422, "subject_id must be a string")
+        request.state.subject_id = subject_id  # kept out of any error body (forget.service.problems)
         received_at = body.get("received_at")
         if received_at is not None and not isinstance(received_at, str):
             raise HTTPProblem(422, "received_at must be an RFC 3339 time")
@@ -168,17 +156,16 @@ class Service:
         return JSONResponse(filed.to_dict(datetime.now(UTC)), status_code=201 if new else 200)
 
     def list_requests(self, request: Request, token: TokenRecord | None) -> Response:
-        """GET /v1/requests[?state=]: every request; 422 for an unknown state."""
-        state = request.query_params.get("state")
-        states = None
-        if state is not None:
-            try:
-                states = [RequestState(state)]
-            except ValueError:
-                raise HTTPProblem(422, f"state must be one of {', '.join(s.value for s in RequestState)}") from None
+        """GET /v1/requests[?state=]: the requests by deadline, as `forget status --json` lists them.
+
+        The listing is the application's (`forget.erasure.requests.list_requests`, what `forget
+        status` calls); `state` keeps one state. Raises `InputError` (422) for an unknown state.
+        """
+        state = _state_filter(request.query_params.getlist("state"))
         now = datetime.now(UTC)
-        rows = self.workspace.datastore.find_requests(states=states)
-        return JSONResponse({"requests": [ErasureRequest.from_row(row).to_dict(now) for row in rows]})
+        found = [r for r in intake.list_requests(self.workspace) if state is None or r.state is state]
+        overdue = sum(r.state is not RequestState.COMPLETED and r.overdue(now) for r in found)
+        return JSONResponse({"requests": [r.to_dict(now) for r in found], "overdue": overdue})
 
     def show_request(self, request: Request, token: TokenRecord | None) -> Response:
         """GET /v1/requests/{id}: one request; 404 for an unknown id."""
@@ -186,7 +173,11 @@ class Service:
         return JSONResponse(found.to_dict(datetime.now(UTC)))
 
     def certificate(self, request: Request, token: TokenRecord | None) -> Response:
-        """GET /v1/certificates/{id}[?format=json|html|pdf]: 404 before it is issued, 422 for another format."""
+        """GET /v1/certificates/{id}[?format=json|html|pdf]: 404 before it is issued, 422 for another format.
+
+        The JSON is served as stored; a rendering verifies it first, and a stored certificate that
+        does not verify is a `VerificationFailedError` (500), an unreadable public key 503.
+        """
         from forget.erasure.certify import certificate_path
 
         request_id = request.path_params["request_id"]
@@ -202,24 +193,32 @@ class Service:
             raise HTTPProblem(422, "format must be json, html or pdf")
         from forget.audit.certificate_view import certificate_view
         from ledger.keys import load_public_key
+        from reports.errors import CertificateError, CertificateFormatError
         from reports.render import render_html, render_pdf
         from reports.verify import VerifierKey
 
         key = VerifierKey(self.workspace.config.origin, load_public_key(self.workspace.keys_dir / "signing.pub.pem"))
-        view = certificate_view(data, key, workspace=self.workspace)
+        try:
+            view = certificate_view(data, key, workspace=self.workspace)
+        except (CertificateError, CertificateFormatError) as error:
+            # The workspace's own file, not the caller's: one that does not verify is a failed
+            # verification (500), never bad input (a CertificateFormatError alone would say 422).
+            raise VerificationFailedError(
+                f"the stored certificate of {found.request_id} does not verify: {one_line(str(error))}"
+            ) from error
         if kind == "html":
             return Response(render_html(view), media_type="text/html; charset=utf-8")
         return Response(render_pdf(view), media_type="application/pdf")
 
     def ledger_head(self, request: Request, token: TokenRecord | None) -> Response:
-        """GET /v1/ledger/head: the latest signed head as a signed note; 503 before the first."""
-        from forget.audit.ledger_view import latest_note
-        from ledger.errors import LedgerError
+        """GET /v1/ledger/head: the latest signed head as a signed note.
 
-        try:
-            note = latest_note(self.workspace)
-        except LedgerError:
-            raise HTTPProblem(503, "the ledger has no signed head yet") from None
+        Before the first head `latest_note` raises a `LedgerError`: a `WorkspaceError` once
+        translated, so 503 with the ledger's own message.
+        """
+        from forget.audit.ledger_view import latest_note
+
+        note = latest_note(self.workspace)
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
     def predict(self, request: Request, token: TokenRecord | None) -> Response:
@@ -236,6 +235,19 @@ class Service:
             raise HTTPProblem(413, f"at most {MAX_ROWS} rows per call")
         answer = self.ensemble.predict(rows)
         return JSONResponse({"predictions": answer.labels, "shards": answer.shards})
+
+
+def _state_filter(values: list[str]) -> RequestState | None:
+    """The `state` query parameter as a state (None without one); raises `InputError` for another value."""
+    if not values:
+        return None
+    choices = ", ".join(s.value for s in RequestState)
+    if len(values) > 1:
+        raise InputError(f"give state at most once (one of {choices})")
+    try:
+        return RequestState(values[0])
+    except ValueError:
+        raise InputError(f"state must be one of {choices}") from None
 
 
 def _json_body(request: Request) -> dict[str, Any]:
@@ -264,6 +276,10 @@ def _route(
 
     limiters: list[anyio.CapacityLimiter] = []  # made at the first call: anyio needs the running loop
 
+    def translated_call(request: Request, token: TokenRecord | None) -> Response:
+        with translated():
+            return handler(request, token)
+
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         token_name = "-"
@@ -285,13 +301,13 @@ def _route(
             if compute:
                 if not limiters:
                     limiters.append(anyio.CapacityLimiter(os.cpu_count() or 1))
-                response = await anyio.to_thread.run_sync(handler, request, token, limiter=limiters[0])
+                response = await anyio.to_thread.run_sync(translated_call, request, token, limiter=limiters[0])
             else:
-                response = await run_in_threadpool(handler, request, token)
+                response = await run_in_threadpool(translated_call, request, token)
         except HTTPProblem as problem:
             response = JSONResponse({"error": str(problem)}, status_code=problem.status, headers=problem.headers)
-        except ForgetError as error:
-            response = JSONResponse({"error": str(error)}, status_code=_status_of(error))
+        except Exception as error:
+            response = _error_response(error, request, method, path)
         elapsed = time.perf_counter() - started
         service.metrics.observe_call(path, response.status_code, elapsed)
         # The path template, never the query or the body: neither may hold a subject id in a log.
@@ -299,6 +315,20 @@ def _route(
         return response
 
     return Route(path, endpoint, methods=[method])
+
+
+def _error_response(error: Exception, request: Request, method: str, path: str) -> Response:
+    """The answer to an exception a route raised: its family's status and one line, or a bug's 500.
+
+    The token lookup runs outside `translated()`, so its storage failures are translated here too.
+    Raises nothing.
+    """
+    secret = getattr(request.state, "subject_id", None)
+    family = as_forget_error(error)
+    if family is None:
+        log_bug(error, method, path, secret)
+        return JSONResponse({"error": INTERNAL_MESSAGE}, status_code=INTERNAL_STATUS)
+    return JSONResponse(error_body(family, secret), status_code=http_status(family))
 
 
 def create_app(workspace: Workspace, tokens: TokenStore, settings: ServiceSettings | None = None) -> Starlette:

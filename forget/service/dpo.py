@@ -42,8 +42,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from forget.erasure.requests import REQUEST_ID, ErasureRequest, RequestState, get_request, parse_time
-from forget.errors import ForgetError
-from forget.service.app import HTTPProblem, _status_of
+from forget.errors import ForgetError, as_forget_error, translated
+from forget.service.problems import INTERNAL_MESSAGE, INTERNAL_STATUS, HTTPProblem, http_status, log_bug, redacted
 from forget.service.tokens import Scope, TokenRecord, presented_token, token_hash
 
 if TYPE_CHECKING:
@@ -342,10 +342,14 @@ class DPOPages:
                 raise PageProblem(422, "The subject id is empty.")
             received = kept["received_at"].strip()
             # The service's intake, as POST /v1/requests: the subject's shards are quarantined at once.
-            filed, new = self.service.file_request(subject_id, parse_time(received) if received else None, kept["note"])
+            with translated():
+                filed, new = self.service.file_request(
+                    subject_id, parse_time(received) if received else None, kept["note"]
+                )
         except (PageProblem, ForgetError) as error:
-            status = error.status if isinstance(error, PageProblem) else _status_of(error)
-            return self._overview(request, visitor, status, error=_for_the_form(str(error)), kept=kept)
+            status = error.status if isinstance(error, PageProblem) else http_status(error)
+            message = redacted(str(error), subject_id)
+            return self._overview(request, visitor, status, error=_for_the_form(message), kept=kept)
         # Post/redirect/get: a reload does not file again, and the note is shown once, not kept in the URL.
         response = RedirectResponse("/dpo", status_code=303)
         self._set_cookie(response, request, FLASH_COOKIE, f"{'filed' if new else 'open'}.{filed.request_id}", 60)
@@ -493,9 +497,14 @@ def _page(pages: DPOPages, path: str, method: str, handler: Page, session: bool)
     """A route: the form read, the session checked (or a redirect to the login), CSRF on a session's
     POST, errors as pages, one access log line with the route template and the token's name."""
 
+    def translated_call(request: Request, form: dict[str, str], visitor: Visitor | None) -> Response:
+        with translated():
+            return handler(request, form, visitor)
+
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         token_name = "-"
+        form: dict[str, str] = {}
         try:
             form = _form(await _body(request), request.headers.get("content-type")) if method == "POST" else {}
             visitor = None
@@ -509,13 +518,19 @@ def _page(pages: DPOPages, path: str, method: str, handler: Page, session: bool)
                 token_name = visitor.token.name
                 if method == "POST" and not pages.keys.csrf_ok(visitor.session, form.get("csrf")):
                     raise PageProblem(403, "The form's CSRF field is missing or wrong: reload the page and try again.")
-            response = await run_in_threadpool(handler, request, form, visitor)
+            response = await run_in_threadpool(translated_call, request, form, visitor)
         except PageProblem as problem:
             response = _error_page(problem, problem.status)
         except HTTPProblem as problem:
             response = _error_page(problem, problem.status)
-        except ForgetError as error:
-            response = _error_page(error, _status_of(error))
+        except Exception as error:
+            # The families by forget.service.problems' table, as the API answers them; a bug is 500.
+            family = as_forget_error(error)
+            if family is None:
+                log_bug(error, method, path, form.get("subject_id") if method == "POST" else None)
+                response = _error_page(HTTPProblem(INTERNAL_STATUS, INTERNAL_MESSAGE), INTERNAL_STATUS)
+            else:
+                response = _error_page(family, http_status(family))
         return _logged(pages, method, path, response, token_name, started)
 
     return Route(path, endpoint, methods=[method])

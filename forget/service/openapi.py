@@ -2,7 +2,9 @@
 
 Written by hand rather than generated: the routes are few, and tests/service/test_server.py
 checks that every route the server has is documented with its method, scope and every status
-the tests see it answer.
+the tests see it answer. The error statuses are forget.service.problems' table: every API route
+may answer 503 (the workspace cannot answer now: its database, a full disk, untrained shards) and
+500 (a failed verification, or a bug).
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import forget
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _REQUEST = {"$ref": "#/components/schemas/Request"}
-_REQUEST_LIST = {"type": "object", "properties": {"requests": {"type": "array", "items": _REQUEST}}}
+_REQUEST_LIST = {
+    "type": "object",
+    "required": ["requests", "overdue"],
+    "properties": {"requests": {"type": "array", "items": _REQUEST}, "overdue": {"type": "integer"}},
+}
 _REQUEST_ID = {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -28,11 +34,17 @@ def _errors(*codes: int) -> dict[str, Any]:
         403: "The token lacks the route's scope.",
         404: "No such request, or no certificate yet.",
         413: "The body or the batch is too large.",
-        422: "A field is missing or invalid; nothing was recorded.",
+        409: "Another job holds the workspace, or the subject's open request was filed at the same moment.",
+        422: "A field or a query parameter is missing or invalid; nothing was recorded.",
         429: "Too many calls for this token; see Retry-After.",
+        500: "Verification failed (the body says what did not check out), or an internal error.",
         503: "The workspace, its database or its models are not usable now.",
     }
     return {str(code): _json(_ERROR, reasons[code]) for code in codes}
+
+
+_SERVER = (500, 503)
+"""What any API route may answer besides its own statuses (forget.service.problems)."""
 
 
 def _secured(scope: str) -> list[dict[str, list[str]]]:
@@ -60,6 +72,10 @@ def _dpo_paths() -> dict[str, Any]:
         "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["csrf"]}}},
     }
     csrf = _html("The form's CSRF field is missing or wrong.")
+    server = {
+        "500": _html("Verification failed, or an internal error."),
+        "503": _html("The workspace, its database or its models are not usable now."),
+    }
     return {
         "/dpo": {
             "get": {
@@ -67,7 +83,7 @@ def _dpo_paths() -> dict[str, Any]:
                 "ledger head.",
                 "security": session,
                 "x-scope": "requests:read",
-                "responses": {"200": _html("The page."), "303": no_session},
+                "responses": {"200": _html("The page."), "303": no_session, **server},
             }
         },
         "/dpo/requests": {
@@ -86,6 +102,7 @@ def _dpo_paths() -> dict[str, Any]:
                     "415": _html("Not a form."),
                     "422": _html("The overview again, with what was wrong; nothing was recorded."),
                     "429": _html("Too many requests for this token; see Retry-After."),
+                    **server,
                 },
             }
         },
@@ -106,6 +123,7 @@ def _dpo_paths() -> dict[str, Any]:
                     "303": no_session,
                     "404": _html("No such request, or no certificate yet."),
                     "422": _html("An unknown format."),
+                    **server,
                 },
             }
         },
@@ -160,7 +178,14 @@ def openapi_document() -> dict[str, Any]:
                 "dpoSession": {"type": "apiKey", "in": "cookie", "name": "forget_dpo_session"},
             },
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string", "description": "One line; never a subject id."},
+                        "hint": {"type": "string", "description": "What to do about it, when there is advice."},
+                    },
+                },
                 "Request": {
                     "type": "object",
                     "required": ["request_id", "state", "received_at", "deadline", "overdue"],
@@ -208,7 +233,7 @@ def openapi_document() -> dict[str, Any]:
                     "x-scope": "requests:read",
                     "responses": {
                         "200": {"description": "Prometheus text format 0.0.4.", "content": {"text/plain": {}}},
-                        **_errors(*auth),
+                        **_errors(*auth, *_SERVER),
                     },
                 }
             },
@@ -237,22 +262,24 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(_REQUEST, "Recorded: a new request."),
                         "200": _json(_REQUEST, "The subject's pending request, unchanged (idempotent)."),
-                        **_errors(400, *auth, 413, 422, 429),
+                        **_errors(400, *auth, 409, 413, 422, 429, *_SERVER),
                     },
                 },
                 "get": {
-                    "summary": "List requests, optionally of one state.",
+                    "summary": "List requests by deadline, optionally of one state (as `forget status --json`).",
                     "security": _secured("requests:read"),
                     "x-scope": "requests:read",
                     "parameters": [
-                        {"name": "state", "in": "query", "schema": {"enum": ["pending", "running", "completed"]}}
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "description": "Only the requests in this state; another value is 422.",
+                            "schema": {"enum": ["pending", "running", "completed"]},
+                        }
                     ],
                     "responses": {
-                        "200": _json(
-                            {"type": "object", "properties": {"requests": {"type": "array", "items": _REQUEST}}},
-                            "The requests.",
-                        ),
-                        **_errors(*auth, 422),
+                        "200": _json(_REQUEST_LIST, "The requests, and how many of them are overdue."),
+                        **_errors(*auth, 422, *_SERVER),
                     },
                 },
             },
@@ -264,7 +291,7 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
                     ],
-                    "responses": {"200": _json(_REQUEST, "The request."), **_errors(*auth, 404)},
+                    "responses": {"200": _json(_REQUEST, "The request."), **_errors(*auth, 404, *_SERVER)},
                 }
             },
             "/v1/certificates/{request_id}": {
@@ -281,7 +308,7 @@ def openapi_document() -> dict[str, Any]:
                             "description": "The certificate.",
                             "content": {"application/json": {}, "text/html": {}, "application/pdf": {}},
                         },
-                        **_errors(*auth, 404, 422),
+                        **_errors(*auth, 404, 422, *_SERVER),
                     },
                 }
             },
@@ -292,7 +319,7 @@ def openapi_document() -> dict[str, Any]:
                     "x-scope": "certificates:read",
                     "responses": {
                         "200": {"description": "The signed note.", "content": {"text/plain": {}}},
-                        **_errors(*auth, 503),
+                        **_errors(*auth, *_SERVER),
                     },
                 }
             },
@@ -324,7 +351,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "One label per row, and the shards that answered.",
                         ),
-                        **_errors(400, *auth, 413, 422, 503),
+                        **_errors(400, *auth, 413, 422, *_SERVER),
                     },
                 }
             },

@@ -58,7 +58,7 @@ def serve(
 
     check_bind(host, tokens)
     if (tls_cert is None) != (tls_key is None):
-        raise InputError("--tls-cert and --tls-key go together")
+        raise InputError("--tls-cert and --tls-key go together (or tls_cert and tls_key in forget.toml's [service])")
     for path in (tls_cert, tls_key):
         if path is not None and not path.is_file():
             raise InputError(f"{path} does not exist or is not a file")

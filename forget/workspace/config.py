@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,74 @@ class ExecutorSettings:
     retries: int = 2
 
 
+SERVICE_DEVICES = ("auto", "cpu", "cuda")
+"""forget.choices.DeviceChoice's values (that module imports this one; a test checks both agree)."""
+
+
+@dataclass(frozen=True)
+class ServiceDefaults:
+    """`[service]` in forget.toml: defaults for `forget serve`'s options (`--request-rate` is `request_rate`).
+
+    An option given on the command line overrides its key; a key left out (None) keeps the option's
+    own default. Like `[executor]` it may change at any time: it decides how the service runs, never
+    what is computed. Relative TLS paths are taken from the workspace's folder.
+    """
+
+    host: str | None = None
+    port: int | None = None
+    device: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    request_rate: float | None = None
+    request_burst: int | None = None
+    run_after_request: bool | None = None
+    run_every: float | None = None
+
+    @classmethod
+    def from_toml(cls, table: Any) -> ServiceDefaults:
+        """The `[service]` table's values; raises `WorkspaceError` naming the first unknown key or bad value."""
+        if not isinstance(table, dict):
+            raise WorkspaceError(f"{CONFIG_NAME}: [service] must be a table")
+        for key, value in table.items():
+            if key not in _SERVICE_KEYS:
+                raise WorkspaceError(f"{CONFIG_NAME}: [service] has no key {key!r} (keys: {', '.join(_SERVICE_KEYS)})")
+            expected, usable = _SERVICE_KEYS[key]
+            if not usable(value):
+                raise WorkspaceError(f"{CONFIG_NAME}: [service] {key} must be {expected} (got {value!r})")
+        floats = {key: float(table[key]) for key in ("request_rate", "run_every") if key in table}
+        return cls(**{**table, **floats})
+
+    def to_toml(self) -> dict[str, Any]:
+        """The keys that are set, for forget.toml (empty: no `[service]` table); raises nothing."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _one_line(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and value.isprintable()
+
+
+_SERVICE_KEYS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "host": ("an address or a host name", lambda v: _one_line(v) and not any(ch.isspace() for ch in v)),
+    "port": ("an integer from 0 to 65535", lambda v: _integer(v) and 0 <= v <= 65535),
+    "device": (f"one of {', '.join(SERVICE_DEVICES)}", lambda v: isinstance(v, str) and v in SERVICE_DEVICES),
+    "tls_cert": ("a file's path", _one_line),
+    "tls_key": ("a file's path", _one_line),
+    "request_rate": ("a number above 0 (calls per second per token)", lambda v: _finite(v) and v > 0),
+    "request_burst": ("an integer of at least 1", lambda v: _integer(v) and v >= 1),
+    "run_after_request": ("true or false", lambda v: isinstance(v, bool)),
+    "run_every": ("a number of seconds, 0 or more (0: no schedule)", lambda v: _finite(v) and v >= 0),
+}
+"""Each `[service]` key: what it must be, for the message, and the check."""
+
+
 DEFAULT_ANCHOR = "ledger-anchor.jsonl"
 DEFAULT_WITNESS_TIMEOUT = 5.0
 
@@ -183,6 +252,8 @@ class WorkspaceConfig:
     organisation: str | None = None
     """`[workspace] organisation`: who operates this workspace, named on certificate renderings
     (never signed: the certificate names the key and the log, not a legal entity)."""
+    service: ServiceDefaults = field(default_factory=ServiceDefaults)
+    """`[service]`: the defaults of `forget serve`'s options (kept when forget rewrites the file)."""
 
     def with_schema(self, schema: Schema) -> WorkspaceConfig:
         """The same config with `schema` as its feature schema (the first ingest's, or a re-derived one)."""
@@ -226,6 +297,8 @@ class WorkspaceConfig:
                 "aggregation": self.training.aggregation,
             },
         }
+        if self.service.to_toml():
+            data["service"] = self.service.to_toml()
         if self.schema is not None:
             data["schema"] = self.schema.to_dict()
         return data
@@ -277,6 +350,7 @@ class WorkspaceConfig:
                 ),
                 witness_timeout=float(data["ledger"].get("witness_timeout", DEFAULT_WITNESS_TIMEOUT)),
                 organisation=str(ws.get("organisation", "")).strip() or None,
+                service=ServiceDefaults.from_toml(data.get("service", {})),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise WorkspaceError(f"{CONFIG_NAME} is malformed: {error}") from error
