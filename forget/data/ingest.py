@@ -46,7 +46,6 @@ from forget.subjects.pseudonym import InvalidIdError, RecordKey
 from forget.training.lineage import INGESTED, sign_head, slice_manifests
 from forget.workspace.config import WorkspaceConfig
 from forget.workspace.core import Workspace
-from ledger.canonical import canonical_sha256
 from sisa.placement import place_all
 
 DataFrame: TypeAlias = Any
@@ -572,7 +571,7 @@ def _ingest_file(
                             digest_name: digest,
                             "records": len(rows),
                             "subjects": len(set(subject_keys)),
-                            "schema_sha256": canonical_sha256(schema.to_dict()),
+                            "schema_sha256": schema.sha256,
                         },
                     ),
                     *slice_manifests(workspace, tx, ((r.shard, r.slice) for r in rows)),

@@ -48,7 +48,6 @@ from forget.store.interface import StoredRecord
 from forget.subjects.pseudonym import RecordKey, SubjectKey
 from forget.training.lineage import INGESTED, slice_manifests
 from forget.workspace.core import Workspace
-from ledger.canonical import canonical_sha256
 from ledger.evidence import EntryKind, PlannedRewind, SchemaRederived
 from sisa.placement import place
 from sisa.store import write_atomically
@@ -88,7 +87,7 @@ class SchemaCheck:
 
 def schema_digest(schema: Schema) -> str:
     """sha256 of the schema's canonical JSON (RFC 8785): what the ledger records of a schema."""
-    return canonical_sha256(schema.to_dict())
+    return schema.sha256
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ import numpy as np
 
 from forget.data.schema import ColumnKind, RuleCounts, Schema, magnitude_buckets
 from forget.errors import VerificationFailedError, WorkspaceError
-from ledger.canonical import canonical_sha256
 
 if TYPE_CHECKING:
     from forget.store.interface import Store, StoredRecord, Transaction
@@ -157,7 +156,7 @@ def change_of(before: Counter[StatKey], after: Counter[StatKey]) -> dict[StatKey
 
 def _marker(schema: Schema) -> StatKey:
     """The row naming the schema the counts are by slot of: counts kept under another are not used."""
-    return (SCHEMA, canonical_sha256(schema.to_dict()), 0)
+    return (SCHEMA, schema.sha256, 0)
 
 
 def kept_counts(store: Store, tx: Transaction, schema: Schema) -> Counter[StatKey] | None:

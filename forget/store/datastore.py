@@ -320,7 +320,7 @@ class DataStore:
             found.extend(
                 StoredRecord(
                     row.record_key, row.subject_key, int(row.shard), int(row.slice), int(row.label), bytes(row.features)
-                )  # fmt: skip
+                )
                 for row in tx.execute(query)
             )
         return found
