@@ -49,12 +49,74 @@ class StatisticsMismatchError(VerificationFailedError):
     """The kept counts are not those of the stored records (`forget ledger verify`, exit 1)."""
 
 
-def _distinct_per_bucket(
-    codes: np.ndarray[Any, Any], buckets: np.ndarray[Any, Any], width: int
-) -> np.ndarray[Any, Any]:
-    """How many distinct subject codes hold each bucket in [0, width)."""
-    pairs = np.unique(codes * width + buckets)
-    return np.bincount(pairs % width, minlength=width)
+class CountAccumulator:
+    """`encoded_counts` over rows given in chunks: memory grows with the distinct (subject, slot)
+    pairs of the categorical columns and labels, never with the numeric columns or the features."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.rows = 0
+        self._codes: dict[str, int] = {}
+        self._pairs: dict[tuple[str, str], list[np.ndarray[Any, Any]]] = {}
+        """(part, column) to each chunk's distinct subject-code x slot pairs (as code * width + slot)."""
+        self._widths: dict[tuple[str, str], int] = {}
+        self._magnitudes: Counter[StatKey] = Counter()
+
+    def _hold(
+        self, part: str, column: str, codes: np.ndarray[Any, Any], slots: np.ndarray[Any, Any], width: int
+    ) -> None:
+        self._widths[(part, column)] = width
+        self._pairs.setdefault((part, column), []).append(np.unique(codes * width + slots))
+
+    def add(
+        self,
+        subjects: Sequence[str],
+        labels: np.ndarray[Any, np.dtype[np.int64]],
+        features: np.ndarray[Any, np.dtype[np.float32]],
+    ) -> None:
+        """Count one chunk of rows. Raises `WorkspaceError` (exit 3) when the features are not
+        `schema.width` wide."""
+        schema = self.schema
+        rows = len(subjects)
+        if features.shape != (rows, schema.width):
+            raise WorkspaceError(
+                f"stored records hold {features.shape[-1] if features.ndim == 2 else '?'} features where the schema"
+                f" in forget.toml has {schema.width}: the schema is not the one the records were encoded with"
+            )
+        self.rows += rows
+        if rows == 0:
+            return
+        index = self._codes
+        codes = np.fromiter((index.setdefault(s, len(index)) for s in subjects), dtype=np.int64, count=rows)
+        classes = np.asarray(labels, dtype=np.int64)
+        if classes.min() < 0 or classes.max() >= len(schema.labels):
+            raise WorkspaceError("a stored record's class is not one of the schema's labels: the store does not match")
+        self._hold(LABEL, schema.label_column, codes, classes, len(schema.labels))
+        offset = 0
+        for column in schema.features:
+            block = features[:, offset : offset + column.width]
+            offset += column.width
+            if column.declared:
+                continue
+            if column.kind is ColumnKind.NUMERIC:
+                values = block[:, 0].astype(np.float64) * column.scale  # exact: the scale is a power of two
+                found, numbers = np.unique(magnitude_buckets(values), return_counts=True)
+                for bucket, number in zip(found.tolist(), numbers.tolist(), strict=True):
+                    self._magnitudes[(MAGNITUDE, column.name, bucket)] += number
+            else:
+                self._hold(CATEGORY, column.name, codes, block.argmax(axis=1).astype(np.int64), column.width)
+
+    def counts(self) -> Counter[StatKey]:
+        """The counts of every row added so far."""
+        counts: Counter[StatKey] = Counter({RECORDS_KEY: self.rows})
+        counts.update(self._magnitudes)
+        for (part, column), chunks in self._pairs.items():
+            width = self._widths[(part, column)]
+            pairs = np.unique(np.concatenate(chunks))
+            for bucket, holders in enumerate(np.bincount(pairs % width, minlength=width).tolist()):
+                if holders:
+                    counts[(part, column, bucket)] = holders
+        return counts
 
 
 def encoded_counts(
@@ -67,39 +129,9 @@ def encoded_counts(
 
     Raises `WorkspaceError` (exit 3) when the features are not `schema.width` wide.
     """
-    rows = len(subjects)
-    if features.shape != (rows, schema.width):
-        raise WorkspaceError(
-            f"stored records hold {features.shape[-1] if features.ndim == 2 else '?'} features where the schema"
-            f" in forget.toml has {schema.width}: the schema is not the one the records were encoded with"
-        )
-    counts: Counter[StatKey] = Counter({RECORDS_KEY: rows})
-    if rows == 0:
-        return counts
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(s, len(index)) for s in subjects), dtype=np.int64, count=rows)
-    classes = np.asarray(labels, dtype=np.int64)
-    width = int(classes.max()) + 1
-    for class_index, holders in enumerate(_distinct_per_bucket(codes, classes, width).tolist()):
-        if holders:
-            counts[(LABEL, schema.label_column, class_index)] = holders
-    offset = 0
-    for column in schema.features:
-        block = features[:, offset : offset + column.width]
-        offset += column.width
-        if column.declared:
-            continue
-        if column.kind is ColumnKind.NUMERIC:
-            values = block[:, 0].astype(np.float64) * column.scale  # exact: the scale is a power of two
-            found, numbers = np.unique(magnitude_buckets(values), return_counts=True)
-            for bucket, number in zip(found.tolist(), numbers.tolist(), strict=True):
-                counts[(MAGNITUDE, column.name, bucket)] = number
-        else:
-            slots = block.argmax(axis=1).astype(np.int64)
-            for slot, holders in enumerate(_distinct_per_bucket(codes, slots, column.width).tolist()):
-                if holders:
-                    counts[(CATEGORY, column.name, slot)] = holders
-    return counts
+    accumulator = CountAccumulator(schema)
+    accumulator.add(subjects, labels, features)
+    return accumulator.counts()
 
 
 def record_arrays(
@@ -197,9 +229,17 @@ def apply_change(store: Store, tx: Transaction, schema: Schema, change: Mapping[
     keep_counts(store, tx, schema, kept)
 
 
-def count_store(schema: Schema, store: Store, tx: Transaction) -> Counter[StatKey]:
-    """The counts of every stored record, read in `tx` (a full scan: what the kept counts spare)."""
-    return counts_of_records(schema, list(store.iter_records(tx)))
+def count_store(schema: Schema, store: Store, tx: Transaction, chunk: int = 50_000) -> Counter[StatKey]:
+    """The counts of every stored record, read in `tx` in chunks (a full scan: what the kept counts spare)."""
+    accumulator = CountAccumulator(schema)
+    batch: list[StoredRecord] = []
+    for record in store.iter_records(tx):
+        batch.append(record)
+        if len(batch) == chunk:
+            accumulator.add(*record_arrays(schema, batch))
+            batch = []
+    accumulator.add(*record_arrays(schema, batch))
+    return accumulator.counts()
 
 
 def verify_statistics(schema: Schema, store: Store, tx: Transaction) -> None:

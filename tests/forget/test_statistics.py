@@ -108,8 +108,15 @@ def histories(draw: st.DrawFn) -> list[tuple[str, list[StoredRecord] | list[str]
 
 
 def full_count(store: FakeStore) -> Counter[tuple[str, str, int]]:
+    """A full count, read in chunks of 3 records: it must be the count of all of them at once."""
     with store.snapshot() as tx:
-        return count_store(SCHEMA, store, tx)
+        chunked = count_store(SCHEMA, store, tx, chunk=3)
+        records = list(store.iter_records(tx))
+    subjects = [r.subject_key for r in records]
+    labels = np.asarray([r.label for r in records], dtype=np.int64)
+    features = np.frombuffer(b"".join(r.features for r in records), np.float32).reshape(len(records), SCHEMA.width)
+    assert chunked == encoded_counts(SCHEMA, subjects, labels, features)
+    return chunked
 
 
 @settings(max_examples=200, deadline=None)
