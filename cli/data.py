@@ -461,7 +461,7 @@ def evaluate(
         f" (95% CI {low:.4f}-{high:.4f})"
     )
     table = Table("shard", "accuracy", "95% CI")
-    for shard, item in enumerate(data["utility"]["shard_accuracy"]):
+    for shard, item in zip(data["utility"]["shards"], data["utility"]["shard_accuracy"], strict=True):
         table.add_row(str(shard), f"{item['value']:.4f}", f"{item['ci95'][0]:.4f}-{item['ci95'][1]:.4f}")
     out.print(table)
     _print_class_table(data["utility"])

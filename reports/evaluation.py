@@ -96,10 +96,11 @@ def _against_certificate(view: Mapping[str, Any], statement: Mapping[str, Any]) 
         rows = [(int(s["shard"]), str(s["checkpoint_after"])) for s in shards]
     except (KeyError, TypeError, ValueError) as error:
         raise CertificateFormatError(f"the certificate's erasure section is malformed: {error}") from error
-    evaluated = view["model"]["checkpoints"]
+    # By shard number, not position: a quarantined shard did not answer and has no evaluated checkpoint.
+    evaluated = dict(zip(view["model"]["answering"], view["model"]["checkpoints"], strict=True))
     out = []
     for shard, after in rows:
-        seen = evaluated[shard] if 0 <= shard < len(evaluated) else None
+        seen = evaluated.get(shard)
         out.append({"shard": shard, "after": after, "evaluated": seen, "same": seen == after})
     return out
 
@@ -419,6 +420,12 @@ def _view(report: Mapping[str, Any]) -> dict[str, Any]:
         _proportion(p, f"utility.shard_accuracy[{i}]")
         for i, p in enumerate(_list(utility, "shard_accuracy", "utility"))
     ]
+    # Which shard each entry is: those that answered (reports before the field: 0, 1, ...).
+    ids = utility.get("shards", list(range(len(shards))))
+    if not (isinstance(ids, list) and len(ids) == len(shards) and all(type(i) is int and i >= 0 for i in ids)):
+        raise EvaluationFormatError("the evaluation report's utility.shards is not one shard number per shard accuracy")
+    for shard, number in zip(shards, ids, strict=True):
+        shard["shard"] = number
     checkpoints = _list(model, "checkpoints", "model")
     if len(checkpoints) != len(shards) or not all(isinstance(c, str) for c in checkpoints):
         raise EvaluationFormatError("the evaluation report's model.checkpoints is not one digest per shard")
@@ -428,7 +435,7 @@ def _view(report: Mapping[str, Any]) -> dict[str, Any]:
     bars = [
         _bar(f"ensemble ({aggregation})", ensemble["value"], ensemble["low"], ensemble["high"], 0, emphasis=True),
         _bar("ensemble (mean)", mean["value"], mean["low"], mean["high"], 1, emphasis=True),
-        *(_bar(f"shard {i}", p["value"], p["low"], p["high"], i + 2) for i, p in enumerate(shards)),
+        *(_bar(f"shard {p['shard']}", p["value"], p["low"], p["high"], i + 2) for i, p in enumerate(shards)),
     ]
     return {
         "file": _text(report, "file", "report"),
@@ -439,6 +446,7 @@ def _view(report: Mapping[str, Any]) -> dict[str, Any]:
             "name": _text(model, "model", "model"),
             "epochs": _number(model, "epochs", "model", 0),
             "checkpoints": checkpoints,
+            "answering": ids,
             "checkpoints_sha256": _text(model, "checkpoints_sha256", "model"),
         },
         "utility": {

@@ -189,6 +189,9 @@ class UtilityReport:
     single_class_shards: tuple[int, ...] = ()
     """Shards whose model predicts the same class for every row of the file."""
     ensemble_classes_predicted: int = 0
+    shards: tuple[int, ...] = ()
+    """The shard of each `shard_accuracy` entry: those that answered (open erasure requests
+    quarantine the others, forget.erasure.quarantine); empty when the caller did not say (0, 1, ...)."""
 
     def better_than_majority(self, alpha: float = 0.05) -> bool:
         """Whether the ensemble beats always predicting the most frequent class at level `alpha`."""
@@ -202,6 +205,7 @@ class UtilityReport:
             "interval": "wilson-95",
             "ensemble_accuracy": self.accuracy.to_dict(),
             "ensemble_accuracy_mean": self.accuracy_mean.to_dict(),
+            "shards": list(self.shards or range(len(self.shard_accuracy))),
             "shard_accuracy": [p.to_dict() for p in self.shard_accuracy],
             "majority_baseline": None
             if self.majority is None
@@ -555,7 +559,8 @@ TOW_APPROXIMATE_NOTE = (
 @dataclass(frozen=True)
 class EvaluationReport:
     """Everything `forget evaluate` measured, with which models: `file` is the evaluated file's name
-    (`(table)` for a table handed in), `checkpoints` the shards' latest digests. `to_dict()` is the
+    (`(table)` for a table handed in), `checkpoints` the latest digests of the shards that answered
+    (`utility.shards`; open erasure requests quarantine the others). `to_dict()` is the
     `--json` output that `reports.evaluation` renders.
     """
 
@@ -605,11 +610,13 @@ def utility_of(
     class_names: Sequence[str] = (),
     seed: int = 0,
     bootstrap: int = 200,
+    shards: Sequence[int] = (),
 ) -> UtilityReport:
     """Accuracy with Wilson intervals from per-shard probabilities of shape (shards, rows, classes), and the
     measures that tell a useful model from a constant one: the majority-class baseline with a paired
     test against it, balanced accuracy and macro-F1 (stratified bootstrap intervals, seeded), per-class
-    recall (Wilson) and F1, and the shards that predict one class for every row.
+    recall (Wilson) and F1, and the shards that predict one class for every row. `shards` names the
+    shard of each row of `probabilities` (default 0, 1, ...).
 
     Raises `InputError` (exit 2) for no rows.
     """
@@ -625,6 +632,7 @@ def utility_of(
     def correct(predicted: np.ndarray[Any, Any]) -> int:
         return int((predicted == labels).sum())
 
+    ids = tuple(shards) or tuple(range(int(probabilities.shape[0])))
     predicted = aggregate(probabilities, aggregation)
     support = np.bincount(labels, minlength=classes)
     majority_class = int(support.argmax())
@@ -662,8 +670,9 @@ def utility_of(
                                                                                       bootstrap, rng)),
         macro_f1=Estimate(macro(predicted, labels), stratified_bootstrap(macro, predicted, labels, bootstrap, rng)),
         classes=per_class,
-        single_class_shards=single_class_shards(probabilities),
+        single_class_shards=tuple(ids[i] for i in single_class_shards(probabilities)),
         ensemble_classes_predicted=int(np.unique(predicted).size),
+        shards=ids,
     )  # fmt: skip
 
 
@@ -705,7 +714,7 @@ def evaluate_utility(
     `NotTrainedError` (exit 3) while a shard is not fully trained, and what
     `forget.training.predict.shard_probabilities` raises for a checkpoint.
     """
-    from forget.training.predict import encode_file, shard_probabilities
+    from forget.training.predict import encode_file, shard_answers
 
     aggregation = aggregation or _workspace_aggregation(workspace)
 
@@ -713,8 +722,8 @@ def evaluate_utility(
     assert labels is not None
     schema = workspace.config.schema
     names = schema.labels if schema is not None else ()
-    probabilities = shard_probabilities(workspace, features, device)
-    return utility_of(probabilities, np.asarray(labels), aggregation, names, seed, bootstrap)
+    answers = shard_answers(workspace, features, device)
+    return utility_of(answers.probabilities, np.asarray(labels), aggregation, names, seed, bootstrap, answers.shards)
 
 
 def training_verdict(workspace: Workspace, device: str = "auto", rows: int = 2000, seed: int = 0) -> Diagnosis:
@@ -726,15 +735,15 @@ def training_verdict(workspace: Workspace, device: str = "auto", rows: int = 200
 
     Raises `NotTrainedError` (exit 3) before data is in or while a shard is not fully trained.
     """
-    from forget.training.predict import shard_probabilities
+    from forget.training.predict import shard_answers
 
     schema = workspace.config.schema
     if schema is None:
         raise NotTrainedError("the workspace has no data yet: run `forget ingest FILE` first")
     features, labels = sample_members(workspace, rows, seed)
-    probabilities = shard_probabilities(workspace, features, device)
+    answers = shard_answers(workspace, features, device)
     aggregation = _workspace_aggregation(workspace)
-    utility = utility_of(probabilities, labels, aggregation, schema.labels, seed, bootstrap=0)
+    utility = utility_of(answers.probabilities, labels, aggregation, schema.labels, seed, 0, answers.shards)
     return diagnose(utility, model_fit(workspace), what="training records (not held out: optimistic)")
 
 
@@ -851,7 +860,7 @@ def evaluate(
     `NotTrainedError` (exit 3) before data is in or while a shard (or the reference's) is not
     fully trained; and what `forget.training.predict.shard_probabilities` raises for a checkpoint.
     """
-    from forget.training.predict import encode_file, latest_digests, shard_probabilities
+    from forget.training.predict import encode_file, shard_answers
 
     schema = workspace.config.schema
     if schema is None:
@@ -860,7 +869,6 @@ def evaluate(
         raise InputError("--members must be at least 1 and --bootstrap at least 0")
     aggregation = aggregation or _workspace_aggregation(workspace)
     mia = mia or erased is not None
-    digests = latest_digests(workspace)
     features, label_list = encode_file(workspace, path, need_labels=True)
     assert label_list is not None
     labels = np.asarray(label_list, dtype=np.int64)
@@ -892,10 +900,14 @@ def evaluate(
         groups_y.append(np.asarray(erased_y, dtype=np.int64))
     all_x = np.concatenate(groups_x)
     all_y = np.concatenate(groups_y)
-    probabilities = shard_probabilities(workspace, all_x, device)
+    # The shards that may answer now: open erasure requests quarantine the others, and the report
+    # names the models it evaluated, never a quarantined one.
+    answers = shard_answers(workspace, all_x, device)
+    probabilities = answers.probabilities
+    digests = list(answers.digests)
     held = labels.size
     groups = Groups(held, member_count, erased_count)
-    utility = utility_of(probabilities[:, :held], labels, aggregation, schema.labels, seed, bootstrap)
+    utility = utility_of(probabilities[:, :held], labels, aggregation, schema.labels, seed, bootstrap, answers.shards)
 
     membership = None
     mean = probabilities.mean(axis=0)

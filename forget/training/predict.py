@@ -90,13 +90,32 @@ def shard_probabilities(
     `sisa.errors.SisaError` (`forget.errors.translated()` makes it a `WorkspaceError`).
     Shards quarantined by open erasure requests are left out (`serving_digests`).
     """
-    return _answers(workspace, features, device)[1]
+    return _answers(workspace, features, device)[2]
+
+
+@dataclass(frozen=True)
+class ShardAnswers:
+    """Which shards answered, with which checkpoints, and their probabilities (shards, rows, classes)."""
+
+    shards: tuple[int, ...]
+    digests: tuple[str, ...]
+    """Each answering shard's last checkpoint, as the ledger records it."""
+    probabilities: np.ndarray[Any, np.dtype[np.float32]]
+
+
+def shard_answers(
+    workspace: Workspace, features: np.ndarray[Any, np.dtype[np.float32]], device: str = "auto"
+) -> ShardAnswers:
+    """`shard_probabilities`, with the shards that answered and their checkpoints: every shard but
+    those quarantined by open erasure requests. Raises what `shard_probabilities` raises."""
+    shards, digests, probabilities = _answers(workspace, features, device)
+    return ShardAnswers(shards, digests, probabilities)
 
 
 def _answers(
     workspace: Workspace, features: np.ndarray[Any, np.dtype[np.float32]], device: str
-) -> tuple[tuple[int, ...], np.ndarray[Any, np.dtype[np.float32]]]:
-    """The shards that answered, and their probabilities (`shard_probabilities`)."""
+) -> tuple[tuple[int, ...], tuple[str, ...], np.ndarray[Any, np.dtype[np.float32]]]:
+    """The shards that answered, their checkpoints, and their probabilities (`shard_probabilities`)."""
     schema = _schema(workspace)
     torch_device = resolve_device(device)
     config = training_config(workspace)
@@ -108,7 +127,7 @@ def _answers(
         data = read_checkpoint(store, shard, last, digest)
         model = load_model(data, config, shard, schema.shape, len(schema.labels))
         out.append(predict_proba(model, features, torch_device))
-    return tuple(digests), np.stack(out)
+    return tuple(digests), tuple(digests.values()), np.stack(out)
 
 
 def encode_file(
@@ -145,5 +164,5 @@ def predict_file(
     if aggregation is None:
         aggregation = Aggregation(workspace.config.training.aggregation)
     features, _ = encode_file(workspace, path, need_labels=False)
-    shards, probabilities = _answers(workspace, features, device)
+    shards, _, probabilities = _answers(workspace, features, device)
     return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities, shards)
