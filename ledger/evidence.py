@@ -167,6 +167,7 @@ def _type_name(value: object) -> str:
 
 
 def check_int(value: object, where: str, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
+    """`value` as an integer in `minimum..maximum` (a boolean is not one); raises `EvidenceError` naming `where`."""
     if type(value) is not int:
         raise EvidenceError(f"{where} must be an integer, not {_type_name(value)}")
     if not minimum <= value <= maximum:
@@ -175,12 +176,16 @@ def check_int(value: object, where: str, minimum: int = 0, maximum: int = MAX_IN
 
 
 def check_bool(value: object, where: str) -> bool:
+    """`value` as true or false, never 0 or 1; raises `EvidenceError` naming `where`."""
     if type(value) is not bool:
         raise EvidenceError(f"{where} must be true or false, not {_type_name(value)}")
     return value
 
 
 def check_str(value: object, where: str, pattern: re.Pattern[str] = _TEXT, limit: int = MAX_TEXT) -> str:
+    """`value` as a string of at most `limit` characters that `pattern` matches whole (by default printable
+    ASCII only); raises `EvidenceError` naming `where`, the value quoted and cut short.
+    """
     if type(value) is not str:
         raise EvidenceError(f"{where} must be a string, not {_type_name(value)}")
     if len(value) > limit or not pattern.fullmatch(value):
@@ -198,6 +203,7 @@ def check_hex64(value: object, where: str) -> str:
 
 
 def check_optional_hex64(value: object, where: str) -> str | None:
+    """None, or a digest as `check_hex64` requires it (a checkpoint a shard may not have); raises `EvidenceError`."""
     return None if value is None else check_hex64(value, where)
 
 
@@ -217,6 +223,10 @@ def check_time(value: object, where: str) -> str:
 
 
 def check_list(value: object, where: str, limit: int = MAX_LIST) -> list[Any]:
+    """`value` as a list of at most `limit` items, so a hostile payload cannot make a reader walk millions.
+
+    The items are the caller's to check. Raises `EvidenceError` naming `where`.
+    """
     if type(value) is not list:
         raise EvidenceError(f"{where} must be a list, not {_type_name(value)}")
     if len(value) > limit:
@@ -308,12 +318,14 @@ class RequestReceived(_Entry):
                           "deadline": check_time, "note_digest": check_optional_hex64})  # fmt: skip
 
     def to_payload(self) -> dict[str, Any]:
+        """The six fields as logged; `note_digest` is null when the request was filed without a note."""
         return {"request_id": self.request_id, "subject_key": self.subject_key, "received_at": self.received_at,
                 "deadline": self.deadline, "identity_form": dict(self.identity_form),
                 "note_digest": self.note_digest}  # fmt: skip
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: exactly the six fields, each checked; raises `EvidenceError` naming the first bad one."""
         fields = check_object(payload, cls.KIND.value, ("request_id", "subject_key", "received_at", "deadline",
                                                          "identity_form", "note_digest"))  # fmt: skip
         return cls(**fields)
@@ -348,10 +360,12 @@ class RequestQuarantined(_Entry):
             raise EvidenceError(f"{where}.shards must name each shard once, in increasing order")
 
     def to_payload(self) -> dict[str, Any]:
+        """The three fields as logged; `shards` is an empty list when nothing had to stop."""
         return {"request_id": self.request_id, "shards": list(self.shards), "quarantined_at": self.quarantined_at}
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: `shards` lists each shard once, increasing; raises `EvidenceError` naming the field."""
         where = cls.KIND.value
         fields = check_object(payload, where, ("request_id", "shards", "quarantined_at"))
         shards = tuple(check_list(fields["shards"], f"{where}.shards"))
@@ -373,11 +387,13 @@ class RequestExtended(_Entry):
         check_int(self.months, f"{self.KIND.value}.months", 1, 2)
 
     def to_payload(self) -> dict[str, Any]:
+        """The four fields as logged: the new deadline and the reason's keyed digest, never the reason."""
         return {"request_id": self.request_id, "months": self.months, "deadline": self.deadline,
                 "reason_digest": self.reason_digest}  # fmt: skip
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: `months` is 1 or 2 (Art. 12(3)'s most); raises `EvidenceError` naming the field."""
         return cls(**check_object(payload, cls.KIND.value, ("request_id", "months", "deadline", "reason_digest")))
 
 
@@ -393,10 +409,12 @@ class RequestStarted(_Entry):
         _check_all(self, {"request_id": check_id, "run_id": check_id})
 
     def to_payload(self) -> dict[str, Any]:
+        """The request and the run it joined, as logged."""
         return {"request_id": self.request_id, "run_id": self.run_id}
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: exactly two ids; raises `EvidenceError` naming the field."""
         return cls(**check_object(payload, cls.KIND.value, ("request_id", "run_id")))
 
 
@@ -424,6 +442,7 @@ class PlannedRewind:
         _hex_tuple(list(self.stale_checkpoints), f"{where}.stale_checkpoints")
 
     def to_payload(self) -> dict[str, Any]:
+        """One item of `erasure.planned`'s `rewinds` (a rewind is no entry of its own); absent checkpoints as null."""
         return {
             "shard": self.shard,
             "from_slice": self.from_slice,
@@ -434,6 +453,7 @@ class PlannedRewind:
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """One item of `rewinds` read back strictly; raises `EvidenceError` naming the field (`...rewinds[].x`)."""
         where = f"{EntryKind.ERASURE_PLANNED.value}.rewinds[]"
         fields = check_object(payload, where, ("shard", "from_slice", "restored_checkpoint", "checkpoint_before",
                                                "stale_checkpoints"))  # fmt: skip
@@ -472,11 +492,16 @@ class ErasurePlanned(_Entry):
             raise EvidenceError(f"{where}.rewinds must name each shard once, in increasing order")
 
     def to_payload(self) -> dict[str, Any]:
+        """The four fields as logged, the rewinds in shard order as `PlannedRewind.to_payload` writes them."""
         return {"request_id": self.request_id, "run_id": self.run_id, "records": self.records,
                 "rewinds": [r.to_payload() for r in self.rewinds]}  # fmt: skip
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: at least one record, and a non-empty list of rewinds, each shard once, increasing.
+
+        Raises `EvidenceError` naming the field.
+        """
         fields = check_object(payload, cls.KIND.value, ("request_id", "run_id", "records", "rewinds"))
         rewinds = tuple(
             PlannedRewind.from_payload(r) for r in check_list(fields["rewinds"], f"{cls.KIND.value}.rewinds")
@@ -501,10 +526,12 @@ class CheckpointsPurged(_Entry):
             raise EvidenceError(f"{self.KIND.value}.checkpoints must be sorted, each once")
 
     def to_payload(self) -> dict[str, Any]:
+        """The run and the purged checkpoints' digests, sorted, as logged."""
         return {"run_id": self.run_id, "checkpoints": list(self.checkpoints)}
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: digests sorted, each once; raises `EvidenceError` naming the field."""
         fields = check_object(payload, cls.KIND.value, ("run_id", "checkpoints"))
         return cls(fields["run_id"], _hex_tuple(fields["checkpoints"], f"{cls.KIND.value}.checkpoints"))
 
@@ -524,11 +551,13 @@ class SliceManifest(_Entry):
                           "manifest_root": check_hex64})  # fmt: skip
 
     def to_payload(self) -> dict[str, Any]:
+        """The four fields as logged: the slice's place, its record count and its manifest root."""
         return {"shard": self.shard, "slice": self.slice, "records": self.records,
                 "manifest_root": self.manifest_root}  # fmt: skip
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: three integers and a digest; raises `EvidenceError` naming the field."""
         return cls(**check_object(payload, cls.KIND.value, ("shard", "slice", "records", "manifest_root")))
 
 
@@ -564,6 +593,7 @@ class CheckpointRecorded(_Entry):
             raise EvidenceError(f"{where}.manifest_roots must hold one root per slice 0..{self.slice}")
 
     def to_payload(self) -> dict[str, Any]:
+        """The twelve fields as logged: the digest, the manifest roots of slices 0..slice, and how it was trained."""
         return {"shard": self.shard, "slice": self.slice, "checkpoint_sha256": self.checkpoint_sha256,
                 "records": self.records, "manifest_roots": list(self.manifest_roots),
                 "config_sha256": self.config_sha256, "forget_version": self.forget_version,
@@ -572,6 +602,7 @@ class CheckpointRecorded(_Entry):
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: one manifest root per slice 0..`slice`; raises `EvidenceError` naming the field."""
         fields = check_object(payload, cls.KIND.value, ("shard", "slice", "checkpoint_sha256", "records",
                                                          "manifest_roots", "config_sha256", "forget_version",
                                                          "torch_version", "python_version", "device", "threads",
@@ -595,10 +626,12 @@ class ErasureRetrained(_Entry):
             _hex_tuple(list(digests), f"{self.KIND.value}.shards.{shard}")
 
     def to_payload(self) -> dict[str, Any]:
+        """The payload as older ledgers hold it: per shard (a decimal key, in order), its retrained digests."""
         return {"run_id": self.run_id, "shards": {str(s): list(d) for s, d in sorted(self.shards.items())}}
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: shard keys decimal, no sign or leading zero; raises `EvidenceError` naming one."""
         where = cls.KIND.value
         fields = check_object(payload, where, ("run_id", "shards"))
         shards = _string_map(fields["shards"], f"{where}.shards")
@@ -646,6 +679,7 @@ class SchemaRederived(_Entry):
             raise EvidenceError(f"{where}.rewinds must restart every shard from slice 0")
 
     def to_payload(self) -> dict[str, Any]:
+        """The payload as logged; `changes` and `rewinds` appear only when the schema changed."""
         payload: dict[str, Any] = {
             "run_id": self.run_id,
             "rule": self.rule,
@@ -662,6 +696,9 @@ class SchemaRederived(_Entry):
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: a changed schema must carry `changes` and `rewinds` (each from slice 0), an unchanged one
+        may name none. Raises `EvidenceError` naming the field.
+        """
         where = cls.KIND.value
         common = ("run_id", "rule", "min_subjects", "records", "previous_sha256", "schema_sha256", "changed")
         fields = check_object(payload, where, common, ("changes", "rewinds"))
@@ -701,6 +738,7 @@ class RequestCompleted(_Entry):
             check_hex64(digest, f"{where}.checkpoints_after.{shard}")
 
     def to_payload(self) -> dict[str, Any]:
+        """The payload as logged: `outcome` as its value, `checkpoints_after` keyed by decimal shard, in order."""
         return {"request_id": self.request_id, "run_id": self.run_id, "subject_key": self.subject_key,
                 "outcome": self.outcome.value, "records_erased": self.records_erased,
                 "received_at": self.received_at, "deadline": self.deadline, "completed_at": self.completed_at,
@@ -709,6 +747,10 @@ class RequestCompleted(_Entry):
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: `outcome` one of `Outcome`, at most `MAX_LIST` shards each with a digest.
+
+        Raises `EvidenceError` naming the field.
+        """
         where = cls.KIND.value
         fields = check_object(payload, where, ("request_id", "run_id", "subject_key", "outcome", "records_erased",
                                                "received_at", "deadline", "completed_at", "deadline_met",
@@ -735,10 +777,12 @@ class RequestCertified(_Entry):
         _check_all(self, {"request_id": check_id, "certificate_sha256": check_hex64})
 
     def to_payload(self) -> dict[str, Any]:
+        """The request and its certificate file's sha256, as logged."""
         return {"request_id": self.request_id, "certificate_sha256": self.certificate_sha256}
 
     @classmethod
     def from_payload(cls, payload: object) -> Self:
+        """Read back strictly: exactly the two fields; raises `EvidenceError` naming the field."""
         return cls(**check_object(payload, cls.KIND.value, ("request_id", "certificate_sha256")))
 
 

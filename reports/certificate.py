@@ -107,6 +107,7 @@ class LoggedEntry:
     inclusion_proof: tuple[bytes, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The item of the predicate's `log.entries`: bytes as canonical base64, hashes as lower-case hex."""
         return {
             "index": self.index,
             "kind": self.kind,
@@ -117,6 +118,11 @@ class LoggedEntry:
 
     @classmethod
     def from_dict(cls, value: object, position: int) -> LoggedEntry:
+        """Item `position` of `log.entries`, typed; raises `CertificateError` naming the field.
+
+        Only the shape is checked here (a proof of at most `MAX_PROOF_LENGTH` hashes): the bytes are
+        decoded and proven by reports.verify.
+        """
         where = f"log.entries[{position}]"
         item = _object(value, where, ("index", "kind", "canonical", "leaf_hash", "inclusion_proof"))
         proof = _list(item["inclusion_proof"], f"{where}.inclusion_proof", MAX_PROOF_LENGTH)
@@ -166,6 +172,7 @@ class RequestClaims:
     (`quarantine_claims` says how it is derived); None without a quarantine entry."""
 
     def to_dict(self) -> dict[str, Any]:
+        """The predicate's `request`: every field, the quarantine ones null when the request predates quarantine."""
         value = {name: getattr(self, name) for name in REQUEST_FIELDS}
         shards = self.quarantined_shards
         return {**value, "identity_form": dict(self.identity_form),
@@ -173,6 +180,10 @@ class RequestClaims:
 
     @classmethod
     def from_dict(cls, value: object) -> RequestClaims:
+        """The predicate's `request`, typed; the quarantine fields may be absent (older certificates) and read as None.
+
+        Raises `CertificateError` naming the field.
+        """
         required = tuple(name for name in REQUEST_FIELDS if name not in QUARANTINE_FIELDS)
         try:
             item = check_object(value, "request", required, QUARANTINE_FIELDS)
@@ -219,12 +230,14 @@ class ShardClaims:
     retained_manifest_roots: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """One item of the predicate's `erasure.shards`, the digest tuples as lists."""
         value = {name: getattr(self, name) for name in SHARD_FIELDS}
         return {**value, "retrained_checkpoints": list(self.retrained_checkpoints),
                 "retained_manifest_roots": list(self.retained_manifest_roots)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, value: object, position: int) -> ShardClaims:
+        """Item `position` of `erasure.shards`, every digest checked; raises `CertificateError` naming the field."""
         where = f"erasure.shards[{position}]"
         item = _object(value, where, SHARD_FIELDS)
 
@@ -253,10 +266,15 @@ class ErasureClaims:
     shards: tuple[ShardClaims, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The predicate's `erasure`: the run, and each shard's claims in shard order."""
         return {"run_id": self.run_id, "shards": [s.to_dict() for s in self.shards]}
 
     @classmethod
     def from_dict(cls, value: object) -> ErasureClaims | None:
+        """The predicate's `erasure`, typed, or None where it is null (no data was held).
+
+        Raises `CertificateError` naming the field.
+        """
         if value is None:
             return None
         item = _object(value, "erasure", ("run_id", "shards"))
@@ -269,6 +287,12 @@ class ErasureClaims:
 
 @dataclass(frozen=True)
 class Claims:
+    """What a certificate says about one request: its `request` claims, and its `erasure` (None: no data held).
+
+    `derive_claims` computes them from the ledger entries; the verifier requires the stated ones to be
+    equal to those, field by field.
+    """
+
     request: RequestClaims
     erasure: ErasureClaims | None
 

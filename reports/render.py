@@ -83,6 +83,7 @@ class CertificateView:
 
     @property
     def predicate(self) -> Mapping[str, Any]:
+        """The statement's predicate (request, erasure, log), which the template reads; present, as it verified."""
         predicate: Mapping[str, Any] = self.statement["predicate"]
         return predicate
 

@@ -80,6 +80,11 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
+        """The key in its text form (surrounding whitespace ignored).
+
+        Raises `CertificateFormatError` for a malformed key, a key id in upper case or not matching the
+        name and key, a key that is not Ed25519, or a name that is not a valid note key name.
+        """
         parts = text.strip().split("+", 2)
         if len(parts) == 3 and parts[1] != parts[1].lower():
             raise CertificateFormatError("the verifier key is malformed: its key id must be lower-case hex")
@@ -92,6 +97,7 @@ class VerifierKey:
         return cls(name, public_key)
 
     def to_text(self) -> str:
+        """The text form `parse` reads: what `forget keys public` prints last, and what a rendering shows."""
         return verifier_key(self.origin, self.public_key)
 
 
@@ -163,6 +169,13 @@ def _check_size(size: int, max_bytes: int, what: str) -> None:
 
 @dataclass(frozen=True)
 class VerifiedCertificate:
+    """What `verify_certificate` returns, and only for a certificate that verified: `reports.render` renders
+    nothing else.
+
+    `entries` is how many ledger entries were proven, `later_size` the size of the later checkpoint
+    when one was checked, `claims` what the log proves about the request.
+    """
+
     statement: dict[str, Any]
     """The statement as signed (its JSON), for renderings."""
     checkpoint: Checkpoint
@@ -171,6 +184,7 @@ class VerifiedCertificate:
     claims: Claims | None = None
 
     def summary(self) -> dict[str, Any]:
+        """The facts a `--json` verification prints beside `"valid": true`: the request's outcome, the log's head."""
         request = self.predicate["request"]
         return {
             "request_id": request["request_id"],
@@ -187,6 +201,7 @@ class VerifiedCertificate:
 
     @property
     def predicate(self) -> dict[str, Any]:
+        """The signed statement's predicate (request, erasure, log, tool)."""
         predicate: dict[str, Any] = self.statement["predicate"]
         return predicate
 
