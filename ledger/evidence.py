@@ -697,13 +697,16 @@ class SchemaRederived(_Entry):
     @classmethod
     def from_payload(cls, payload: object) -> Self:
         """Read back strictly: a changed schema must carry `changes` and `rewinds` (each from slice 0), an unchanged one
-        may name none. Raises `EvidenceError` naming the field.
+        must not carry the keys at all (one encoding per entry). Raises `EvidenceError` naming the field.
         """
         where = cls.KIND.value
         common = ("run_id", "rule", "min_subjects", "records", "previous_sha256", "schema_sha256", "changed")
         fields = check_object(payload, where, common, ("changes", "rewinds"))
         if fields["changed"] is True and not {"changes", "rewinds"} <= set(fields):
             raise EvidenceError(f"{where} of a changed schema needs its changes and rewinds")
+        if fields["changed"] is not True and {"changes", "rewinds"} & set(fields):
+            # One encoding per entry: to_payload never writes them for an unchanged schema.
+            raise EvidenceError(f"{where} of an unchanged schema names no changes or rewinds")
         changes = tuple(check_list(fields.get("changes", []), f"{where}.changes"))
         rewinds = tuple(PlannedRewind.from_payload(item) for item in check_list(fields.get("rewinds", []), where))
         return cls(**{name: fields[name] for name in common}, changes=changes, rewinds=rewinds)
