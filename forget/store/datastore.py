@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from forget.errors import WorkspaceError
 from forget.store.interface import (
@@ -118,6 +118,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "forget_read_only"
+"""Execution option of the store's read-only connections (`DataStore._read_connection`, `snapshot`)."""
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Writers (a `forget request` filed while `forget run` works) must queue, not collide on the
+    # ledger's next sequence number: a writing transaction takes SQLite's write lock as it begins.
+    # A read-only one begins deferred: it waits for no writer but one committing, so predictions
+    # and status reads go on while a run writes (they took the write lock too, and queued behind
+    # the run's every transaction). A read never upgrades, so deferred reads cannot deadlock.
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 def resolve_url(url: str, workspace: Path) -> str:
     """A relative SQLite path is relative to the workspace, not to the current directory."""
     prefix = "sqlite:///"
@@ -143,9 +157,7 @@ def create_engine(url: str, *, must_exist: bool) -> Engine:
         raise WorkspaceError(f"cannot use database URL {url!r}: {error}") from error
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        # Writers (a `forget request` filed while `forget run` works) must queue, not collide on the
-        # ledger's next sequence number: every transaction takes SQLite's write lock when it begins.
-        sa.event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -170,6 +182,10 @@ class DataStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def _read_connection(self) -> Connection:
+        """A connection for reads only: on SQLite its transactions begin deferred (`create_engine`)."""
+        return self.engine.connect().execution_options(**{READ_ONLY: True})
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -208,7 +224,7 @@ class DataStore:
     def existing_keys(self, keys: Sequence[str]) -> set[str]:
         """Those of `keys` that are already stored records (looked up 500 at a time)."""
         found: set[str] = set()
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             for chunk in _chunks(keys, 500):
                 rows = connection.execute(sa.select(records.c.record_key).where(records.c.record_key.in_(chunk)))
                 found.update(row[0] for row in rows)
@@ -260,7 +276,7 @@ class DataStore:
             .where(records.c.shard == shard)
             .order_by(records.c.slice, records.c.record_key)
         )
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             for slice_, key, label, features in connection.execute(query):
                 keys[slice_].append(key)
                 labels[slice_].append(label)
@@ -274,7 +290,7 @@ class DataStore:
     def placements_of(self, record_keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         """The (shard, slice) of each of the record keys that is stored."""
         found: dict[str, tuple[int, int]] = {}
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             for chunk in _chunks(record_keys, 500):
                 query = sa.select(records.c.record_key, records.c.shard, records.c.slice).where(
                     records.c.record_key.in_(chunk)
@@ -288,7 +304,7 @@ class DataStore:
         if tx is not None:
             yield tx
             return
-        with self.engine.connect() as own:
+        with self._read_connection() as own:
             yield own
 
     def records_of_subjects(self, subject_keys: Sequence[str], tx: Transaction | None = None) -> dict[str, list[str]]:
@@ -348,7 +364,7 @@ class DataStore:
     def shard_counts(self) -> dict[int, int]:
         """Records per shard; a shard without records is absent."""
         query = sa.select(records.c.shard, sa.func.count()).group_by(records.c.shard)
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             return {int(shard): int(count) for shard, count in connection.execute(query)}
 
     # -- checkpoints of the current lineage ------------------------------------------------
@@ -358,7 +374,7 @@ class DataStore:
         query = sa.select(checkpoints.c.shard, checkpoints.c.slice, checkpoints.c.digest)
         if tx is not None:
             return {(int(shard), int(slice_)): digest for shard, slice_, digest in tx.execute(query)}
-        with self.engine.connect() as own:
+        with self._read_connection() as own:
             return {(int(shard), int(slice_)): digest for shard, slice_, digest in own.execute(query)}
 
     def set_checkpoint(self, tx: Transaction, shard: int, slice_: int, digest: str) -> None:
@@ -412,7 +428,7 @@ class DataStore:
 
     def pins(self) -> dict[str, str]:
         """The pinned key fingerprints and identity form, as name-value rows."""
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             return {row.name: row.value for row in connection.execute(sa.select(workspace_pins))}
 
     # -- erasure requests -----------------------------------------------------------------
@@ -440,7 +456,7 @@ class DataStore:
         if tx is not None:
             row = tx.execute(query).first()
         else:
-            with self.engine.connect() as own:
+            with self._read_connection() as own:
                 row = own.execute(query).first()
         return None if row is None else RequestRow(**row._mapping)
 
@@ -451,7 +467,7 @@ class DataStore:
             query = query.where(requests.c.state.in_(list(states)))
         if subject_key is not None:
             query = query.where(requests.c.subject_key == subject_key)
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             return [RequestRow(**row._mapping) for row in connection.execute(query)]
 
     @contextmanager
@@ -472,7 +488,7 @@ class DataStore:
     def erased_subjects(self, subject_keys: Sequence[str]) -> set[str]:
         """Those of the keys whose records a completed request erased."""
         found: set[str] = set()
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             for chunk in _chunks(subject_keys, 500):
                 query = sa.select(requests.c.subject_key).where(
                     requests.c.subject_key.in_(chunk) & (requests.c.outcome == "erased")
@@ -502,7 +518,7 @@ class DataStore:
 
     def referenced_digests(self) -> set[str]:
         """The digests the checkpoints table names: the files a purge must keep."""
-        with self.engine.connect() as connection:
+        with self._read_connection() as connection:
             return {row[0] for row in connection.execute(sa.select(checkpoints.c.digest))}
 
     # -- read-only views of the ledger, for checking the tables against it -----------------
@@ -513,9 +529,10 @@ class DataStore:
 
         PostgreSQL's default (READ COMMITTED) gives each statement its own snapshot, so a table
         read and a ledger read could straddle a commit and disagree spuriously; SQLite's
-        transactions already see one state (and here take the write lock as they begin).
+        transactions already see one state (a deferred BEGIN: readers wait for no writer but a
+        committing one, see `create_engine`).
         """
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {READ_ONLY: True}
         if self.engine.dialect.name == "postgresql":
             options["isolation_level"] = "REPEATABLE READ"
         with self.engine.connect().execution_options(**options) as connection, connection.begin():
@@ -546,7 +563,7 @@ class DataStore:
             if tx is not None:
                 rows = tx.execute(query, params).all()
             else:
-                with self.engine.connect() as connection:
+                with self._read_connection() as connection:
                     rows = connection.execute(query, params).all()
         return {int(row[0]) for row in rows}
 

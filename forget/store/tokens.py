@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 
 from forget.errors import WorkspaceError
 from forget.service.tokens import Scope, TokenRecord
-from forget.store.datastore import DataStore
+from forget.store.datastore import READ_ONLY, DataStore
 from forget.store.interface import Store
 
 _metadata = sa.MetaData()
@@ -37,7 +37,7 @@ class SQLTokenStore:
 
     def find(self, token_hash: str) -> TokenRecord | None:
         """The token whose hash is `token_hash`, revoked or not; None when there is none."""
-        with self.engine.connect() as connection:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             row = connection.execute(sa.select(api_tokens).where(api_tokens.c.token_hash == token_hash)).first()
         return _record(row) if row is not None else None
 
@@ -57,7 +57,7 @@ class SQLTokenStore:
 
     def all(self) -> list[TokenRecord]:
         """Every token, oldest first (hashes, never tokens)."""
-        with self.engine.connect() as connection:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             rows = connection.execute(sa.select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.token_id))
             return [_record(row) for row in rows]
 
@@ -73,7 +73,7 @@ class SQLTokenStore:
 
     def any_active(self) -> bool:
         """Whether any token is not revoked (until one is, the service listens on loopback only)."""
-        with self.engine.connect() as connection:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
             query = sa.select(sa.func.count()).select_from(api_tokens).where(api_tokens.c.revoked_at.is_(None))
             return bool(connection.execute(query).scalar_one())
 
