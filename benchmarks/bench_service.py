@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -108,8 +108,16 @@ class Server:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server process so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return _cpu_s(self.process.pid)
+
+    def children_cpu_s(self) -> float:
+        """User + system CPU seconds of the server's live child processes (its erasure worker) so far."""
+        total = 0.0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                with suppress(FileNotFoundError):
+                    total += _cpu_s(int(child))
+        return total
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -121,8 +129,15 @@ class Server:
                 self.process.wait()
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def start_server(ws: Path, log_path: Path, *args: str) -> Server:
-    """A real `forget serve` on a free loopback port, ready (its models loaded: /readyz is 200)."""
+    """A real `forget serve` on a free loopback port, ready (its models loaded: /readyz is 200, and its
+    erasure worker warmed up, so that the first erasure measured does not wait for the worker's start)."""
+    readies = log_path.read_text().count(WORKER_READY) if log_path.exists() else 0
     with log_path.open("a") as stderr:
         process = subprocess.Popen(
             [*FORGET, "-w", str(ws), "serve", "--host", "127.0.0.1", "--port", "0", "--device", "cpu", *args],
@@ -142,7 +157,14 @@ def start_server(ws: Path, log_path: Path, *args: str) -> Server:
         if time.monotonic() > deadline:
             raise RuntimeError("forget serve never became ready")
         time.sleep(0.2)
+    while "--no-run-after-request" not in args and log_path.read_text().count(WORKER_READY) == readies:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the erasure worker never became ready")
+        time.sleep(0.2)
     return server
+
+
+WORKER_READY = "forget.service erasure worker (pid"
 
 
 @contextmanager
@@ -359,7 +381,7 @@ def measure_erasures(
     row = {"rows": rows[:1]}
     samples: list[dict[str, Any]] = []
     with serving(ws, log_path) as server, httpx.Client(base_url=server.url, timeout=60) as client:
-        cpu_start, load_start = server.cpu_s(), load()
+        cpu_start, worker_start, load_start = server.cpu_s(), server.children_cpu_s(), load()
         for i, subject in enumerate(subjects):
             before = client.post("/v1/predict", json=row, headers=model).json()["shards"]
             if len(before) != 20:
@@ -401,7 +423,7 @@ def measure_erasures(
                 f" after {1000 * (visible - started):.1f} ms, certificate written after {written:.3f} s (seen after"
                 f" {certified - started:.3f} s)"
             )
-        cpu, load_end = server.cpu_s() - cpu_start, load()
+        cpu, worker_cpu, load_end = server.cpu_s() - cpu_start, server.children_cpu_s() - worker_start, load()
     quarantined = quarantine_entries(ws)
     steps = step_breakdown(ws, [s["request_id"] for s in samples])
     for sample in samples:
@@ -418,6 +440,7 @@ def measure_erasures(
         "run_job_s": {"median": round(statistics.median(runs), 3), "runs": len(runs)} if runs else None,
         "poll_s": poll,
         "server_cpu_s": round(cpu, 2),
+        "worker_cpu_s": round(worker_cpu, 2),
         "loadavg_start": load_start,
         "loadavg_end": load_end,
     }
@@ -544,13 +567,14 @@ def measure_predictions(
             eraser = Eraser(server.url, tokens, subjects[n::3] if erasing else [])
             eraser.start()
             time.sleep(0.3)  # the first erasure is under way
-            load_start, cpu_start = load(), server.cpu_s()
+            load_start, cpu_start, worker_start = load(), server.cpu_s(), server.children_cpu_s()
             client_cpu = time.process_time()
             started = time.perf_counter()
             latencies, statuses, errors, shard_counts = asyncio.run(predict_load(port, request, clients, seconds, rate))
             wall = time.perf_counter() - started
             client_cpu = time.process_time() - client_cpu
             server_cpu = server.cpu_s() - cpu_start
+            worker_cpu = server.children_cpu_s() - worker_start
             eraser.stop.set()
             eraser.join(timeout=120)
             if eraser.failures:
@@ -567,6 +591,7 @@ def measure_predictions(
                 "erasures_certified_during": eraser.completed,
                 "server_cpu_s": round(server_cpu, 2),
                 "server_cpu_share": round(server_cpu / wall, 2),
+                "worker_cpu_s": round(worker_cpu, 2),
                 "client_cpu_s": round(client_cpu, 2),
                 "loadavg_start": load_start,
                 "loadavg_end": load(),

@@ -12,8 +12,9 @@ held job lock 409, a workspace that cannot answer now 503, a failed verification
 
 A filed request quarantines its subject's shards at once (forget.erasure.quarantine): the next
 prediction answers without them. With in-process runs on (`--run-every`, `--run-after-request`),
-a background thread (forget.service.runner) carries the requests out, started and stopped with
-the application (its lifespan).
+a background thread (forget.service.runner) carries the requests out, in the erasure worker
+process under `forget serve` (forget.service.worker), started and stopped with the application
+(its lifespan).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from forget.service.metrics import ServiceMetrics
 from forget.service.openapi import openapi_document
 from forget.service.problems import INTERNAL_MESSAGE, INTERNAL_STATUS, HTTPProblem, error_body, http_status, log_bug
 from forget.service.ratelimit import RateLimiter
-from forget.service.runner import ErasureRunner
+from forget.service.runner import ErasureRunner, RunsIn
 from forget.service.settings import ServiceSettings
 from forget.service.tokens import Scope, TokenRecord, TokenStore, presented_token, token_hash
 from forget.workspace.core import Workspace
@@ -60,16 +61,18 @@ Handler = Callable[[Request, TokenRecord | None], Response]
 class Service:
     """What the routes share: the workspace, the token store, the loaded models, the limits."""
 
-    def __init__(self, workspace: Workspace, tokens: TokenStore, settings: ServiceSettings) -> None:
+    def __init__(
+        self, workspace: Workspace, tokens: TokenStore, settings: ServiceSettings, runs_in: RunsIn = RunsIn.THREAD
+    ) -> None:
         """Loads no model yet; raises `SisaError` for a device that is not there and `ValueError` for
-        a rate limit or a run schedule out of range."""
+        a rate limit or a run schedule out of range. `runs_in`: where in-process rounds run (forget.service.runner)."""
         self.workspace = workspace
         self.tokens = tokens
         self.settings = settings
         self.ensemble = ServedEnsemble(workspace, settings.device)
         self.limiter = RateLimiter(settings.request_rate, settings.request_burst)
         self.metrics = ServiceMetrics(workspace)
-        self.runner = ErasureRunner(workspace, self.ensemble, self.metrics, settings)
+        self.runner = ErasureRunner(workspace, self.ensemble, self.metrics, settings, runs_in)
         self.started = time.time()
 
     @asynccontextmanager
@@ -331,13 +334,17 @@ def _error_response(error: Exception, request: Request, method: str, path: str) 
     return JSONResponse(error_body(family, secret), status_code=http_status(family))
 
 
-def create_app(workspace: Workspace, tokens: TokenStore, settings: ServiceSettings | None = None) -> Starlette:
+def create_app(
+    workspace: Workspace, tokens: TokenStore, settings: ServiceSettings | None = None, runs_in: RunsIn = RunsIn.THREAD
+) -> Starlette:
     """The ASGI application; its lifespan starts and stops the in-process runs.
 
-    Raises `SisaError` for a device that is not there (`forget.errors.translated()` makes it a
+    `forget serve` runs them in a worker process (`RunsIn.PROCESS`); the default, the server's own
+    thread, is for an application embedded in a test, where a hook reaches the job. Raises
+    `SisaError` for a device that is not there (`forget.errors.translated()` makes it a
     `WorkspaceError`).
     """
-    service = Service(workspace, tokens, settings or ServiceSettings())
+    service = Service(workspace, tokens, settings or ServiceSettings(), runs_in)
     routes = [
         _route(service, "/healthz", "GET", service.healthz, None),
         _route(service, "/readyz", "GET", service.readyz, None),

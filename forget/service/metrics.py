@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -57,7 +57,12 @@ class _WorkspaceCollector(Collector):
 
 
 class ServiceMetrics:
-    """The service's registry: the workspace's gauges (read at scrape time), calls, and in-process runs."""
+    """The service's registry: the workspace's gauges (read at scrape time), calls, and in-process runs.
+
+    The rounds run in the erasure worker (forget.service.worker), a process of its own: their
+    results, durations and the last success are what the worker reports back to the server, and
+    the shards being retrained are read from the database, which the worker writes.
+    """
 
     def __init__(self, workspace: Workspace) -> None:
         """Registers the collectors in a registry of its own; raises nothing."""
@@ -79,6 +84,16 @@ class ServiceMetrics:
             "forget_inprocess_runs",
             "In-process erasure rounds by result: completed, idle, locked (a cron job held the workspace), failed.",
             ["result"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "forget_inprocess_last_success_timestamp_seconds",
+            "When this server's last in-process round completed requests (Unix time; 0 if never).",
+            registry=self.registry,
+        )
+        self.worker_restarts = Counter(
+            "forget_erasure_worker_restarts",
+            "Erasure worker processes started again after one died (killed, out of memory).",
             registry=self.registry,
         )
 

@@ -46,6 +46,8 @@ def serve(
 ) -> None:
     """Serve until interrupted (SIGINT, SIGTERM: a running in-process round gets 30 s to finish).
 
+    In-process rounds run in the erasure worker, a child process (forget.service.worker).
+
     Raises `MissingExtraError` without the serve extra, `WorkspaceError` for a public address with
     no token, `InputError` for half a TLS pair, a missing file or an address that cannot be bound.
     """
@@ -53,6 +55,7 @@ def serve(
         import uvicorn
 
         from forget.service.app import create_app
+        from forget.service.runner import RunsIn
     except ImportError as error:
         raise MissingExtraError(f"forget serve needs {error.name}: pip install 'forget[serve]'") from error
 
@@ -69,7 +72,7 @@ def serve(
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
-    app = create_app(workspace, tokens, settings)
+    app = create_app(workspace, tokens, settings, RunsIn.PROCESS)
     # One torch thread per call: concurrent calls are the parallelism. With the default (a thread per
     # core) every one-row prediction fans out to all cores and the calls' threads fight over them:
     # 5.8 against 4.5 ms a call on 2 cores. Training sets its own count (`threads`) and restores this.
