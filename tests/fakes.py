@@ -145,6 +145,12 @@ class FakeStore:
         for key in sorted(self.records):
             yield self.records[key]
 
+    def record_batches(self, tx: Transaction, size: int) -> Iterator[list[tuple[str, int, bytes]]]:
+        self._reading(tx)
+        rows = [(r.subject_key, r.label, r.features) for r in self.records.values()]
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
+
     def shard_rows(self, shard: int, slices: int) -> ShardRows:
         keys: list[list[str]] = [[] for _ in range(slices)]
         labels: list[list[int]] = [[] for _ in range(slices)]

@@ -230,15 +230,22 @@ def apply_change(store: Store, tx: Transaction, schema: Schema, change: Mapping[
 
 
 def count_store(schema: Schema, store: Store, tx: Transaction, chunk: int = 50_000) -> Counter[StatKey]:
-    """The counts of every stored record, read in `tx` in chunks (a full scan: what the kept counts spare)."""
+    """The counts of every stored record, read in `tx` in chunks (a full scan: what the kept counts spare).
+
+    Raises `WorkspaceError` (exit 3) for a record that does not fit the schema.
+    """
     accumulator = CountAccumulator(schema)
-    batch: list[StoredRecord] = []
-    for record in store.iter_records(tx):
-        batch.append(record)
-        if len(batch) == chunk:
-            accumulator.add(*record_arrays(schema, batch))
-            batch = []
-    accumulator.add(*record_arrays(schema, batch))
+    width = schema.width
+    for batch in store.record_batches(tx, chunk):
+        if any(len(features) != 4 * width for _, _, features in batch):
+            raise WorkspaceError(
+                f"a stored record does not hold the {width} features of the schema in forget.toml: the schema is"
+                " not the one the records were encoded with"
+            )
+        subjects = [subject for subject, _, _ in batch]
+        labels = np.fromiter((label for _, label, _ in batch), dtype=np.int64, count=len(batch))
+        features = np.frombuffer(b"".join(f for _, _, f in batch), dtype=np.float32).reshape(len(batch), width)
+        accumulator.add(subjects, labels, features)
     return accumulator.counts()
 
 

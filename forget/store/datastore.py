@@ -266,6 +266,16 @@ class DataStore:
             yield StoredRecord(row.record_key, row.subject_key, int(row.shard), int(row.slice), int(row.label),
                                bytes(row.features))  # fmt: skip
 
+    def record_batches(self, tx: Transaction, size: int) -> Iterator[list[tuple[str, int, bytes]]]:
+        """Every record's (subject key, label, features) in batches, straight from the driver's cursor:
+        at 10^6 records SQLAlchemy's row objects were two thirds of `forget ledger verify`."""
+        cursor = tx.exec_driver_sql("SELECT subject_key, label, features FROM records")
+        try:
+            while batch := cursor.fetchmany(size):
+                yield [(str(subject), int(label), bytes(features)) for subject, label, features in batch]
+        finally:
+            cursor.close()
+
     def shard_rows(self, shard: int, slices: int) -> ShardRows:
         """The shard's records by slice, ordered by record key: keys, labels and the features' bytes."""
         keys: list[list[str]] = [[] for _ in range(slices)]

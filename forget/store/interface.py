@@ -150,6 +150,11 @@ class Store(Protocol):
         """Every record, ordered by record key, read in batches (in `tx`, which bounds the read)."""
         ...
 
+    def record_batches(self, tx: Transaction, size: int) -> Iterator[list[tuple[str, int, bytes]]]:
+        """Every record's (subject key, label, features), in batches of up to `size`, in no set order
+        (a full count's read: no row objects, no sort)."""
+        ...
+
     def shard_rows(self, shard: int, slices: int) -> ShardRows:
         """One shard's records by slice (`ShardRows`), ordered by record key within each."""
         ...
