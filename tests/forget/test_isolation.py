@@ -59,6 +59,7 @@ def watch(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Accesses:
 
     kind = type(store)
     spy(kind, "iter_records", lambda *a, **k: seen.note("iter_records (every shard)", range(SHARDS)))
+    spy(kind, "record_batches", lambda *a, **k: seen.note("record_batches (every shard)", range(SHARDS)))
     spy(kind, "shard_rows", lambda shard, *a, **k: seen.note("shard_rows", [shard]))
     spy(kind, "read_records", lambda tx, keys: seen.records("read_records", keys))
     spy(kind, "delete_records", lambda tx, keys: seen.records("delete_records", keys))
