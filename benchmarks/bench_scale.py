@@ -644,7 +644,7 @@ def _speedup(plt: Any, lines: list[dict[str, Any]], path: Path, where: str, metr
 def table(lines: list[dict[str, Any]]) -> str:
     """The points as a Markdown table (wall s / CPU s), the latest measurement of each, for docs/scaling.md."""
     header = (
-        "| records | S x R | load | ingest rows/s | train | erase one, in process | erase one, `forget run` |"
+        "| setup | records | S x R | load | ingest rows/s | train | erase one, in process | erase one, `forget run` |"
         " erase 100 | ledger verify | cert. verify | database | checkpoints | peak RSS ingest / train / run |"
         " speed-up, CPU (ideal: these subjects, expected) |"
     )
@@ -660,7 +660,8 @@ def table(lines: list[dict[str, Any]]) -> str:
         base = bases.get(line["records"])
         speedup = f"{base['erase_one_in_process']['cpu_s'] / one['cpu_s']:.1f}" if base else "-"
         rows.append(
-            f"| {line['records']:,} | {line['shards']} x {line['slices']} | {line['load_1m_start']:.1f} |"
+            f"| {line['database']}, {line['executor']} | {line['records']:,} | {line['shards']} x {line['slices']} |"
+            f" {line['load_1m_start']:.1f} |"
             f" {line['ingest']['rows_per_s']:,} | {pair(line['train'])} | {pair(one)} |"
             f" {pair(line['erase_one_process'])} | {pair(line['erase_batch'])} | {pair(line['ledger_verify'])} |"
             f" {pair(line['certificate_verify'])} | {line['database_bytes'] / 2**20:.1f} MiB |"
