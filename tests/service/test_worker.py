@@ -122,8 +122,10 @@ def test_forget_serve_carries_a_request_out_in_its_worker(trained_sqlite: Path, 
             assert 200 in statuses
             assert http.get(f"/v1/requests/{request_id}").json()["state"] == "completed"
             assert _worker_of(process.pid) == worker  # the same worker, kept between rounds
+            # The worker writes the certificate before its report reaches the server's metrics.
+            completed = 'forget_inprocess_runs_total{result="completed"}'
+            _wait_for(lambda: _metric(http.get("/metrics").text, completed) >= 1, "the run's report", 30)
             metrics = http.get("/metrics").text
-            assert _metric(metrics, 'forget_inprocess_runs_total{result="completed"}') >= 1
             assert _metric(metrics, "forget_erasure_duration_seconds_count") >= 1
             assert _metric(metrics, "forget_inprocess_last_success_timestamp_seconds") > time.time() - 120
             assert _metric(metrics, "forget_erasure_worker_restarts_total") == 0
@@ -220,6 +222,9 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_next_trigger_completes_the
         assert server.call("GET", f"/v1/requests/{first}").json()["state"] == "running"
         os.kill(killed, signal.SIGKILL)
         _wait_for(lambda: server.worker_pid() not in (None, killed), "a new worker", 30)
+        # The new worker starts before the failed round is counted: wait for the count.
+        failed = 'forget_inprocess_runs_total{result="failed"}'
+        _wait_for(lambda: _metric(server.call("GET", "/metrics").text, failed) >= 1, "the failed round's count", 30)
         metrics = server.call("GET", "/metrics").text
         assert _metric(metrics, 'forget_inprocess_runs_total{result="failed"}') == 1
         assert _metric(metrics, "forget_erasure_worker_restarts_total") == 1
