@@ -620,11 +620,17 @@ def _speedup(plt: Any, lines: list[dict[str, Any]], path: Path, where: str, metr
             drawn = [line["erase_one_in_process"]["ideal_speedup"] for s in shards for line in here
                      if (line["shards"], line["slices"]) == (s, slices)]  # fmt: skip
             ax.plot(shards, drawn, "x", color=colour, markersize=9, label=f"ideal for the 5 subjects drawn, R={slices}")
+            by_shards = {line["shards"]: line for line in here if line["slices"] == slices}
             if base is None:
+                # No 1 x 1 point (at 10^6 each of its erasures retrains everything: minutes): a 1 x 1
+                # erasure costs one full training, so take the cheapest training measured here.
+                full = min(line["train"][key] for line in here)
+                measured = [full / by_shards[s]["erase_one_in_process"][key] for s in shards]
+                label = f"measured, in process, against a full training, R={slices}"
+                ax.plot(shards, measured, "-o", color=colour, label=label)
                 continue
             for cost, style, name in (("erase_one_in_process", "-o", "in process"),
                                       ("erase_one_process", "--s", "`forget run` process")):  # fmt: skip
-                by_shards = {line["shards"]: line for line in here if line["slices"] == slices}
                 measured = [base[cost][key] / by_shards[s][cost][key] for s in shards]
                 ax.plot(shards, measured, style, color=colour, label=f"measured, {name}, R={slices}")
         _plain_log_axes(ax, sorted({line["shards"] for line in here}))
