@@ -9,9 +9,10 @@ Purchase-like data (20 x 10, 2 shared cores, benchmarks/bench_service.py, docs/b
   server's process carried the whole job (12.6 s of CPU in a 16 s load at 50 predictions/s with
   erasures running back to back); in the worker, 5.7 s (the worker 5.6 s), and with 50 clients
   back to back predictions' p99 fell from 1.24-1.36 s to 1.06-1.08 s (load 3 to 4.5). The p99 at
-  50 predictions/s while erasing stayed at 0.5-0.7 s on SQLite: there every transaction, a
-  prediction's reads included, takes the database's write lock (forget/store/datastore.py), so
-  readers queue behind the worker's commits; that lever is in the store, not here.
+  50 predictions/s while erasing stayed at 0.5-0.7 s on SQLite while every transaction, a
+  prediction's reads included, took the database's write lock; since reads begin deferred
+  (forget/store/datastore.py) it is 44 ms (17.6 ms without an erasure), measured beside another
+  benchmark that kept both cores busy.
 - Long-lived, not one process per run: a fresh spawned process needs 3.8 s of CPU (11 s of wall
   time at a load of 4) before it erases anything: the interpreter, `import torch`, the job's
   modules, and the `torch._dynamo` import of the first optimizer step; a one-subject erasure
