@@ -191,14 +191,17 @@ def _marker(schema: Schema) -> StatKey:
     return (SCHEMA, schema.sha256, 0)
 
 
+def _under(schema: Schema, rows: dict[StatKey, int]) -> Counter[StatKey] | None:
+    """The rows as counts if they were counted under `schema` (its marker, and no other); else None."""
+    if rows.pop(_marker(schema), None) is None or any(part == SCHEMA for part, _, _ in rows):
+        return None
+    return Counter(rows)
+
+
 def kept_counts(store: Store, tx: Transaction, schema: Schema) -> Counter[StatKey] | None:
     """The kept counts if they were counted under `schema`; None when none are kept, or under another."""
-    kept = store.schema_statistics(tx)
-    if kept is None or kept.pop(_marker(schema), None) is None:
-        return None
-    if any(part == SCHEMA for part, _, _ in kept):
-        return None
-    return Counter(kept)
+    rows = store.schema_statistics(tx)
+    return None if rows is None else _under(schema, rows)
 
 
 def keep_counts(store: Store, tx: Transaction, schema: Schema, counts: Mapping[StatKey, int]) -> None:
@@ -209,18 +212,21 @@ def keep_counts(store: Store, tx: Transaction, schema: Schema, counts: Mapping[S
     store.write_schema_statistics(tx, rows)
 
 
-def apply_change(store: Store, tx: Transaction, schema: Schema, change: Mapping[StatKey, int]) -> None:
-    """Add `change` (counted under `schema`) to the kept counts in `tx`.
-
-    Nothing happens when no counts are kept. Counts kept under another schema, or a count that
-    would fall below 0 (they were not the records': edited, or a step killed between two files),
-    are dropped: the next use counts the records again.
-    """
-    kept = kept_counts(store, tx, schema)
+def _kept_for_change(store: Store, tx: Transaction, schema: Schema) -> Counter[StatKey] | None:
+    """The counts a change under `schema` may add to; counts kept under another schema are dropped
+    (they no longer name the records' slots), and None is returned for them as for none kept."""
+    rows = store.schema_statistics(tx)
+    if rows is None:
+        return None
+    kept = _under(schema, rows)
     if kept is None:
-        if store.schema_statistics(tx) is not None:
-            store.write_schema_statistics(tx, None)
-        return
+        store.write_schema_statistics(tx, None)
+    return kept
+
+
+def _add(store: Store, tx: Transaction, schema: Schema, kept: Counter[StatKey], change: Mapping[StatKey, int]) -> None:
+    """Keep `kept` + `change` in `tx`. A count that would fall below 0 shows the counts were not the
+    records' (edited, or kept by an older forget): they are dropped, and the next use counts again."""
     for key, delta in change.items():
         kept[key] += delta
     if any(count < 0 for count in kept.values()):
@@ -293,12 +299,12 @@ def record_ingest(
     if first:
         keep_counts(store, tx, schema, encoded_counts(schema, *rows))
         return
-    if kept_counts(store, tx, schema) is None:
-        apply_change(store, tx, schema, {})  # drops counts kept under another schema
+    kept = _kept_for_change(store, tx, schema)
+    if kept is None:
         return
     before = record_arrays(schema, store.read_records(tx, earlier))
     after = _concat(before, rows)
-    apply_change(store, tx, schema, change_of(encoded_counts(schema, *before), encoded_counts(schema, *after)))
+    _add(store, tx, schema, kept, change_of(encoded_counts(schema, *before), encoded_counts(schema, *after)))
 
 
 def record_removal(store: Store, tx: Transaction, schema: Schema, removed: Sequence[str]) -> None:
@@ -308,18 +314,18 @@ def record_removal(store: Store, tx: Transaction, schema: Schema, removed: Seque
     go, as an erasure's do). Records that do not fit the schema drop the counts instead of failing
     the erasure: the next use counts what is left.
     """
-    if kept_counts(store, tx, schema) is None:
-        apply_change(store, tx, schema, {})
+    kept = _kept_for_change(store, tx, schema)
+    if kept is None:
         return
     gone = store.read_records(tx, removed)
     subjects = sorted({record.subject_key for record in gone})
-    held = [key for keys in store.records_of_subjects(subjects, tx).values() for key in keys]
-    everything = store.read_records(tx, held)
-    leaving = set(removed)
+    leaving = {record.record_key for record in gone}
+    others = [k for keys in store.records_of_subjects(subjects, tx).values() for k in keys if k not in leaving]
+    staying = store.read_records(tx, others)
     try:
-        before = encoded_counts(schema, *record_arrays(schema, everything))
-        after = encoded_counts(schema, *record_arrays(schema, [r for r in everything if r.record_key not in leaving]))
+        before = encoded_counts(schema, *record_arrays(schema, [*gone, *staying]))
+        after = encoded_counts(schema, *record_arrays(schema, staying))
     except WorkspaceError:
         store.write_schema_statistics(tx, None)
         return
-    apply_change(store, tx, schema, change_of(before, after))
+    _add(store, tx, schema, kept, change_of(before, after))
