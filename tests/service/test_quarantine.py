@@ -35,6 +35,7 @@ from forget.erasure.quarantine import (
     shards_of_subject,
 )
 from forget.erasure.requests import RequestState
+from forget.service.runner import RunsIn
 from forget.service.settings import ServiceSettings
 from forget.workspace.core import Workspace, open_workspace
 from forget.workspace.lock import job_lock
@@ -344,9 +345,10 @@ def test_a_request_quarantines_at_once_and_the_service_completes_it(service: Ser
 
 class InProcessServer:
     """`create_app` on uvicorn in a thread of the test, on a loopback port: a real server and real
-    HTTP, with the in-process job within reach of a hook (tests/crashing_job.py's seam)."""
+    HTTP, with the in-process job within reach of a hook (tests/crashing_job.py's seam) when its
+    rounds run in a thread, or in the erasure worker with `RunsIn.PROCESS`."""
 
-    def __init__(self, ws: Path, settings: ServiceSettings) -> None:
+    def __init__(self, ws: Path, settings: ServiceSettings, runs_in: RunsIn = RunsIn.THREAD) -> None:
         import uvicorn
 
         from forget.service.app import create_app
@@ -354,8 +356,8 @@ class InProcessServer:
 
         workspace = open_workspace(ws)
         self.token = cli_json("-w", ws, "token", "create", "--name", "ops", "--scope", "admin")["token"]
-        app = create_app(workspace, token_store(workspace.datastore), settings)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.app = create_app(workspace, token_store(workspace.datastore), settings, runs_in)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         _wait_for(lambda: self.server.started, "the server to start", 30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,22 +41,24 @@ class Server:
         return response
 
 
-def start_server(ws: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "-w", str(ws), "serve", "--port", "0", "--device", "cpu", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
+def start_server(ws: Path, *args: str, log: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    """A real `forget serve` on a free loopback port; its stderr to `log` when given (a server that
+    logs for long would fill a pipe nobody reads, and stall)."""
+    with open(log, "w") if log is not None else contextlib.nullcontext() as file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "-w", str(ws), "serve", "--port", "0", "--device", "cpu", *args],
+            stdout=subprocess.PIPE,
+            stderr=file if log is not None else subprocess.PIPE,
+            text=True,
+            env={**os.environ},
+        )
     assert process.stdout is not None
     line = process.stdout.readline()
     found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
     if found is None:
         process.kill()
-        raise AssertionError(
-            f"no address from forget serve: {line!r} {process.stderr.read() if process.stderr else ''}"
-        )
+        logged = log.read_text() if log is not None else process.stderr.read() if process.stderr else ""
+        raise AssertionError(f"no address from forget serve: {line!r} {logged}")
     return process, found.group(1)
 
 

@@ -9,11 +9,7 @@ shard is quarantined); SIGTERM stops the server and its worker.
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -23,9 +19,19 @@ from typing import Any
 import httpx
 import pytest
 
+from forget.service.runner import RunsIn
+from forget.service.settings import ServiceSettings
 from forget.service.worker import RoundReport
 from tests.helpers import cli, cli_json
-from tests.service.test_quarantine import _features, _shards_of, _subjects, _wait_for, trained_sqlite
+from tests.service.test_quarantine import (
+    InProcessServer,
+    _features,
+    _shards_of,
+    _subjects,
+    _wait_for,
+    trained_sqlite,
+)
+from tests.service.test_server import start_server
 
 __all__ = ["trained_sqlite"]  # the fixture, imported for these tests
 
@@ -37,24 +43,6 @@ def test_a_report_crosses_the_pipe_as_json() -> None:
     assert RoundReport.from_bytes(report.to_bytes()) == report
     with pytest.raises(ValueError, match="the erasure worker sent something that is not a report"):
         RoundReport.from_bytes(b"[1, 2]")
-
-
-def _serve(ws: Path, log: Path) -> tuple[subprocess.Popen[str], str]:
-    """A real `forget serve` on a free loopback port; its log goes to a file (a pipe nobody reads
-    would fill up and stall the server)."""
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "-w", str(ws), "serve", "--port", "0", "--device", "cpu"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    assert process.stdout is not None
-    found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", process.stdout.readline())
-    if found is None:
-        process.kill()
-        raise AssertionError(f"no address from forget serve: {log.read_text()}")
-    return process, found.group(1)
 
 
 def _children(pid: int) -> list[int]:
@@ -103,7 +91,7 @@ def test_forget_serve_carries_a_request_out_in_its_worker(trained_sqlite: Path, 
     ws = trained_sqlite
     token = cli_json("-w", ws, "token", "create", "--name", "ops", "--scope", "admin")["token"]
     headers = {"Authorization": f"Bearer {token}"}
-    process, url = _serve(ws, tmp_path / "server.log")
+    process, url = start_server(ws, log=tmp_path / "server.log")
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
             _wait_for(lambda: http.get("/readyz").status_code == 200, "the server to be ready")
@@ -160,40 +148,16 @@ def pausing_rounds(connection: Connection, root: str, passphrase: bytes | None, 
     worker.serve_rounds(connection, root, passphrase, device)
 
 
-class WorkerServer:
-    """`create_app` with its rounds in a worker process, on uvicorn in a thread of the test."""
+class WorkerServer(InProcessServer):
+    """`InProcessServer` with its rounds in a worker process."""
 
     def __init__(self, ws: Path, run_every: float | None) -> None:
-        import uvicorn
-
-        from forget.service.app import create_app
-        from forget.service.runner import RunsIn
-        from forget.service.settings import ServiceSettings
-        from forget.store.tokens import token_store
-        from forget.workspace.core import open_workspace
-
-        workspace = open_workspace(ws)
-        self.token = cli_json("-w", ws, "token", "create", "--name", "ops", "--scope", "admin")["token"]
         settings = ServiceSettings(device="cpu", run_every=run_every, run_after_request=True)
-        self.app = create_app(workspace, token_store(workspace.datastore), settings, RunsIn.PROCESS)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        _wait_for(lambda: self.server.started, "the server to start", 30)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=60, **kwargs)
+        super().__init__(ws, settings, RunsIn.PROCESS)
 
     def worker_pid(self) -> int | None:
         pid: int | None = self.app.state.service.runner.worker.pid
         return pid
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
 
 
 @pytest.mark.slow
