@@ -42,7 +42,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from scratch_database import scratch_database  # beside this script: its folder is sys.path[0]
 from sqlalchemy.engine import Engine
 
 from forget.store.datastore import create_engine, resolve_url
@@ -211,19 +211,12 @@ def sqlite_engine() -> Iterator[Engine]:
 
 @contextmanager
 def postgres_engine(server: str) -> Iterator[Engine]:
-    name = f"forget_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url, must_exist=False)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(server, "forget_bench") as url:
+        engine = create_engine(url, must_exist=False)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,7 +56,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +64,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch_database import scratch_database
 
 RECORDS = (10_000, 100_000, 1_000_000)
 SHARDS = (1, 5, 20, 100)
@@ -227,18 +228,8 @@ def fresh_database(server: str | None, root: Path) -> Iterator[str]:
     if server is None:
         yield "sqlite:///forget.db"
         return
-    import sqlalchemy as sa
-
-    name = f"forget_scale_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield str(sa.make_url(server).set(database=name).render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(server, "forget_scale") as url:
+        yield url
 
 
 def database_bytes(root: Path, url: str) -> int:
