@@ -90,7 +90,7 @@ def shard_probabilities(
     `sisa.errors.SisaError` (`forget.errors.translated()` makes it a `WorkspaceError`).
     Shards quarantined by open erasure requests are left out (`serving_digests`).
     """
-    return _answers(workspace, features, device)[2]
+    return shard_answers(workspace, features, device).probabilities
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,6 @@ def shard_answers(
 ) -> ShardAnswers:
     """`shard_probabilities`, with the shards that answered and their checkpoints: every shard but
     those quarantined by open erasure requests. Raises what `shard_probabilities` raises."""
-    shards, digests, probabilities = _answers(workspace, features, device)
-    return ShardAnswers(shards, digests, probabilities)
-
-
-def _answers(
-    workspace: Workspace, features: np.ndarray[Any, np.dtype[np.float32]], device: str
-) -> tuple[tuple[int, ...], tuple[str, ...], np.ndarray[Any, np.dtype[np.float32]]]:
-    """The shards that answered, their checkpoints, and their probabilities (`shard_probabilities`)."""
     schema = _schema(workspace)
     torch_device = resolve_device(device)
     config = training_config(workspace)
@@ -127,7 +119,7 @@ def _answers(
         data = read_checkpoint(store, shard, last, digest)
         model = load_model(data, config, shard, schema.shape, len(schema.labels))
         out.append(predict_proba(model, features, torch_device))
-    return tuple(digests), tuple(digests.values()), np.stack(out)
+    return ShardAnswers(tuple(digests), tuple(digests.values()), np.stack(out))
 
 
 def encode_file(
@@ -164,5 +156,7 @@ def predict_file(
     if aggregation is None:
         aggregation = Aggregation(workspace.config.training.aggregation)
     features, _ = encode_file(workspace, path, need_labels=False)
-    shards, _, probabilities = _answers(workspace, features, device)
-    return Predictions(_schema(workspace).labels, aggregate(probabilities, aggregation), probabilities, shards)
+    answers = shard_answers(workspace, features, device)
+    return Predictions(
+        _schema(workspace).labels, aggregate(answers.probabilities, aggregation), answers.probabilities, answers.shards
+    )
