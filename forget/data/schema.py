@@ -352,17 +352,14 @@ def kept_values(values: Sequence[str | None], subjects: Sequence[str], min_subje
 
 
 def labels_of_counts(counts: Mapping[str | None, int], min_subjects: int) -> tuple[str, ...]:
-    """The kept classes, sorted, then `(other)` if any row's label is not kept.
+    """The kept classes, sorted, then `(other)` if any row's label is not kept. In `counts`, None
+    stands for the rows already in `(other)` (the callers map the label `(other)` to it).
 
     Raises `TooFewClassesError` (an `InputError`, exit 2) when fewer than two classes are held by k subjects.
     """
-    plain: dict[str | None, int] = {}
-    for value, holders in counts.items():
-        key = None if value == OTHER_LABEL else value
-        plain[key] = max(plain.get(key, 0), holders)  # presence is what (other) needs, not a sum
-    kept = kept_of_counts(plain, min_subjects)
+    kept = kept_of_counts(counts, min_subjects)
     known = set(kept)
-    labels = (*kept, OTHER_LABEL) if any(v not in known and n > 0 for v, n in plain.items()) else kept
+    labels = (*kept, OTHER_LABEL) if any(v not in known and n > 0 for v, n in counts.items()) else kept
     if len(labels) < 2:
         raise TooFewClassesError(
             f"fewer than two label classes are held by at least {min_subjects} subjects each"
